@@ -1,0 +1,1 @@
+"""Triton kernels of vlrl (installed as ``vlrl.triton_kernels``)."""
