@@ -1,0 +1,91 @@
+"""On-policy rollout storage of shape (num_steps, num_envs), GAE, and flattening for PPO.
+
+A transition's payload is whatever the agent needs to re-score it (for the VLM: image,
+prompt ids, output ids, segment ids; for the CNN baseline: features and action index);
+the buffer never looks inside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlrl.ppo import PPOBatch
+
+
+class RolloutBuffer:
+    """B = num_steps * num_envs transitions; row t holds every env's step t."""
+
+    def __init__(self, num_steps: int, num_envs: int):
+        if num_steps < 1 or num_envs < 1:
+            raise ValueError(f"buffer needs num_steps, num_envs >= 1, got {num_steps}, {num_envs}")
+        self.num_steps = num_steps
+        self.num_envs = num_envs
+        self.payloads: list[list] = [[None] * num_envs for _ in range(num_steps)]
+        self.rewards = np.zeros((num_steps, num_envs), dtype=np.float32)
+        self.dones = np.zeros((num_steps, num_envs), dtype=np.float32)
+        self.values = np.zeros((num_steps + 1, num_envs), dtype=np.float32)
+        self.logprobs = np.zeros((num_steps, num_envs), dtype=np.float32)
+        self.step = 0
+
+    @property
+    def size(self) -> int:
+        return self.num_steps * self.num_envs
+
+    @property
+    def full(self) -> bool:
+        return self.step >= self.num_steps
+
+    def add(self, payloads: list, logprobs, values, rewards, dones) -> None:
+        """Append one step of every env. ``dones[n]`` = the episode ended at this step."""
+        if self.full:
+            raise RuntimeError("rollout buffer is full")
+        if len(payloads) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} payloads, got {len(payloads)}")
+        t = self.step
+        self.payloads[t] = list(payloads)
+        self.logprobs[t] = _np(logprobs)
+        self.values[t] = _np(values)
+        self.rewards[t] = _np(rewards)
+        self.dones[t] = _np(dones)
+        self.step += 1
+
+    def set_logprobs(self, t: int, logprobs) -> None:
+        self.logprobs[t] = _np(logprobs)
+
+    def set_bootstrap(self, values) -> None:
+        """Value of the state after the last stored step (row num_steps)."""
+        self.values[self.num_steps] = _np(values)
+
+    def compute_gae(self, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """Advantages and returns [T, N] through ``vlrl.triton_kernels.gae``."""
+        from vlrl.triton_kernels import gae
+
+        advantages, returns = gae(
+            torch.from_numpy(self.rewards),
+            torch.from_numpy(self.values),
+            torch.from_numpy(self.dones),
+            gamma,
+            lam,
+        )
+        return advantages.numpy().astype(np.float32), returns.numpy().astype(np.float32)
+
+    def to_batch(self, gamma: float, lam: float) -> PPOBatch:
+        """Flatten (t, n) row-major into a PPOBatch after computing GAE."""
+        if not self.full:
+            raise RuntimeError(f"buffer holds {self.step} of {self.num_steps} steps")
+        advantages, returns = self.compute_gae(gamma, lam)
+        payloads = [p for row in self.payloads for p in row]
+        return PPOBatch(
+            payloads=payloads,
+            old_logprob=torch.from_numpy(self.logprobs.reshape(-1).copy()),
+            old_values=torch.from_numpy(self.values[:-1].reshape(-1).copy()),
+            advantages=torch.from_numpy(advantages.reshape(-1).copy()),
+            returns=torch.from_numpy(returns.reshape(-1).copy()),
+        )
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)

@@ -1,0 +1,337 @@
+"""PPO: the loss terms as pure functions, and the update loop over a flat rollout batch.
+
+The loss of one transition i (the paper's and CleanRL's names):
+
+    ratio_i      = exp(new_logprob_i - old_logprob_i)
+    pg_loss_i    = max(-A_i * ratio_i, -A_i * clip(ratio_i, 1 - eps, 1 + eps))
+    v_loss_i     = 0.5 * max((V_i - R_i)^2, (old_V_i + clip(V_i - old_V_i, -c, c) - R_i)^2)
+    entropy_i    = mean per-token entropy of the output
+    kl_i         = exp(ref_i - new_i) - (ref_i - new_i) - 1   (k3 estimator, to the initial policy)
+    loss_i       = pg_loss_i + vf_coef * v_loss_i - ent_coef * entropy_i + kl_coef * kl_i
+
+Every term is a mean over the transitions of a minibatch, so the loss decomposes into a sum
+of per-transition terms divided by the minibatch size. That is what makes gradient
+accumulation exact: the reference code's 128 forward passes of one sequence each and our
+forward passes of k padded sequences each sum the same per-transition terms (see
+``ppo_update`` and tests/train/test_ppo.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit (population) std over the given transitions."""
+    if advantages.numel() < 2:
+        return advantages - advantages.mean()
+    return (advantages - advantages.mean()) / (advantages.std(unbiased=False) + eps)
+
+
+def pg_loss_terms(
+    new_logprob: torch.Tensor,
+    old_logprob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_coef: float,
+) -> torch.Tensor:
+    """Per-transition clipped surrogate loss (to be minimised)."""
+    ratio = torch.exp(new_logprob - old_logprob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    return torch.maximum(unclipped, clipped)
+
+
+def pg_loss(new_logprob, old_logprob, advantages, clip_coef: float) -> torch.Tensor:
+    """Mean clipped surrogate loss."""
+    return pg_loss_terms(new_logprob, old_logprob, advantages, clip_coef).mean()
+
+
+def v_loss_terms(
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    clip_coef: float | None,
+) -> torch.Tensor:
+    """Per-transition value loss, 0.5 * squared error, clipped around the rollout value
+    when ``clip_coef`` is set (the larger of the clipped and unclipped errors is kept)."""
+    unclipped = (new_values - returns) ** 2
+    if clip_coef is None:
+        return 0.5 * unclipped
+    clipped_values = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    clipped = (clipped_values - returns) ** 2
+    return 0.5 * torch.maximum(unclipped, clipped)
+
+
+def v_loss(new_values, old_values, returns, clip_coef: float | None) -> torch.Tensor:
+    """Mean (clipped) value loss."""
+    return v_loss_terms(new_values, old_values, returns, clip_coef).mean()
+
+
+def entropy_loss(entropy: torch.Tensor) -> torch.Tensor:
+    """Mean entropy; the total loss subtracts ``ent_coef`` times it (a bonus)."""
+    return entropy.mean()
+
+
+def kl_terms(new_logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
+    """Per-transition KL(new || ref) estimate, k3 = exp(ref - new) - (ref - new) - 1 >= 0."""
+    log_ratio = ref_logprob - new_logprob
+    return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+@torch.no_grad()
+def approx_kl(new_logprob: torch.Tensor, old_logprob: torch.Tensor) -> torch.Tensor:
+    """KL(old || new) estimate: mean((ratio - 1) - log ratio) (Schulman's k3)."""
+    log_ratio = new_logprob - old_logprob
+    return ((torch.exp(log_ratio) - 1.0) - log_ratio).mean()
+
+
+@torch.no_grad()
+def clipfrac(
+    new_logprob: torch.Tensor, old_logprob: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """Share of transitions whose ratio lies outside [1 - clip, 1 + clip]."""
+    ratio = torch.exp(new_logprob - old_logprob)
+    return ((ratio - 1.0).abs() > clip_coef).float().mean()
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 - Var(target - predicted) / Var(target); nan when the target has no variance."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    var_target = np.var(target)
+    if var_target == 0:
+        return float("nan")
+    return float(1.0 - np.var(target - predicted) / var_target)
+
+
+@dataclass
+class LossCoefficients:
+    """The knobs of the total loss (a view of PPOConfig, so tests need no full config)."""
+
+    clip_coef: float = 0.1
+    vf_clip_coef: float | None = 0.1
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    kl_coef: float = 0.0
+
+
+def per_transition_loss(
+    new_logprob: torch.Tensor,
+    new_values: torch.Tensor,
+    entropy: torch.Tensor | None,
+    old_logprob: torch.Tensor,
+    old_values: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    coef: LossCoefficients,
+    ref_logprob: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """All loss terms per transition (shape [k]) and their weighted sum ``loss``."""
+    terms = {
+        "pg_loss": pg_loss_terms(new_logprob, old_logprob, advantages, coef.clip_coef),
+        "v_loss": v_loss_terms(new_values, old_values, returns, coef.vf_clip_coef),
+    }
+    total = terms["pg_loss"] + coef.vf_coef * terms["v_loss"]
+    if entropy is not None:
+        terms["entropy_loss"] = entropy
+        total = total - coef.ent_coef * entropy
+    if ref_logprob is not None:
+        terms["kl_loss"] = kl_terms(new_logprob, ref_logprob)
+        total = total + coef.kl_coef * terms["kl_loss"]
+    terms["loss"] = total
+    return terms
+
+
+@dataclass
+class ScoreOutput:
+    """What an agent's score function returns for k transitions (all shape [k])."""
+
+    logprob: torch.Tensor
+    values: torch.Tensor
+    entropy: torch.Tensor | None = None
+    ref_logprob: torch.Tensor | None = None
+
+
+@dataclass
+class PPOBatch:
+    """A flat rollout: transition payloads (agent-specific) and the tensors PPO needs."""
+
+    payloads: list
+    old_logprob: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+@dataclass
+class UpdateStats:
+    """Averages over an update's optimizer steps, named as TensorBoard tags expect."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    optimizer_steps: int = 0
+    skipped_steps: int = 0
+    nonfinite_transitions: int = 0
+    grad_norms: list[float] = field(default_factory=list)
+
+    def add(self, name: str, value: float, weight: int = 1) -> None:
+        if math.isfinite(value):
+            self.sums[name] = self.sums.get(name, 0.0) + value * weight
+            self.counts[name] = self.counts.get(name, 0) + weight
+
+    def means(self) -> dict[str, float]:
+        out = {k: self.sums[k] / max(self.counts[k], 1) for k in self.sums}
+        out["optimizer_steps"] = float(self.optimizer_steps)
+        out["skipped_steps"] = float(self.skipped_steps)
+        out["nonfinite_transitions"] = float(self.nonfinite_transitions)
+        if self.grad_norms:
+            out["grad_norm"] = float(np.mean(self.grad_norms))
+        return out
+
+
+def minibatch_loss_backward(
+    batch: PPOBatch,
+    indices: Sequence[int],
+    score_fn: Callable[[list], ScoreOutput],
+    coef: LossCoefficients,
+    forward_batch: int,
+    stats: UpdateStats | None = None,
+    no_sync: Callable[[], object] | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Accumulate the gradient of the minibatch's mean loss, ``forward_batch`` sequences per
+    forward pass; returns the new log-probs of the minibatch (detached, for statistics).
+
+    A transition whose new log-prob (or value) is not finite contributes nothing: its terms
+    are replaced by zeros before the sum, and it is counted in ``stats``. Every chunk still
+    runs its backward so that distributed ranks issue the same collectives.
+    """
+    size = len(indices)
+    new_logprobs = []
+    chunks = [indices[i : i + forward_batch] for i in range(0, size, forward_batch)]
+    for chunk_number, chunk in enumerate(chunks):
+        idx = torch.as_tensor(list(chunk), dtype=torch.long)
+        out = score_fn([batch.payloads[i] for i in chunk])
+        finite = torch.isfinite(out.logprob.detach()) & torch.isfinite(out.values.detach())
+        # Substitute harmless numbers where the forward pass was not finite; the mask
+        # below removes those transitions from the loss.
+        logprob = torch.where(finite, out.logprob, batch.old_logprob[idx].to(out.logprob))
+        values = torch.where(finite, out.values, batch.old_values[idx].to(out.values))
+        terms = per_transition_loss(
+            logprob,
+            values,
+            out.entropy,
+            batch.old_logprob[idx].to(logprob),
+            batch.old_values[idx].to(values),
+            batch.advantages[idx].to(logprob),
+            batch.returns[idx].to(values),
+            coef,
+            ref_logprob=out.ref_logprob,
+        )
+        mask = finite.to(terms["loss"].dtype)
+        loss = (terms["loss"] * mask).sum() / size
+        last = chunk_number == len(chunks) - 1
+        context = no_sync() if (no_sync is not None and not last) else _nullcontext()
+        with context:
+            (backward or torch.Tensor.backward)(loss)
+        new_logprobs.append(logprob.detach())
+        if stats is not None:
+            n_ok = int(finite.sum())
+            stats.nonfinite_transitions += len(chunk) - n_ok
+            for name, value in terms.items():
+                if n_ok:
+                    stats.add(name, float((value.detach() * mask).sum() / n_ok), n_ok)
+    return torch.cat(new_logprobs) if new_logprobs else torch.zeros(0)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def grads_finite(params: Sequence[torch.nn.Parameter]) -> bool:
+    """True when every gradient present is finite."""
+    for p in params:
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return False
+    return True
+
+
+def ppo_update(
+    batch: PPOBatch,
+    score_fn: Callable[[list], ScoreOutput],
+    params: Sequence[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    *,
+    coef: LossCoefficients,
+    update_epochs: int,
+    minibatch_size: int,
+    forward_batch: int,
+    max_grad_norm: float | None,
+    generator: torch.Generator,
+    norm_adv: bool = True,
+    target_kl: float | None = None,
+    no_sync: Callable[[], object] | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
+    clip_grad: Callable[[Sequence[torch.nn.Parameter], float], torch.Tensor] | None = None,
+    reduce_grads: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """PPO epochs over ``batch``: shuffled minibatches, accumulated gradients, one clipped
+    optimizer step per minibatch. A step whose gradients are not finite is skipped (grads
+    zeroed, parameters untouched) and counted. Returns averaged statistics."""
+    params = [p for p in params if p.requires_grad]
+    if norm_adv:
+        batch = PPOBatch(
+            batch.payloads,
+            batch.old_logprob,
+            batch.old_values,
+            normalize_advantages(batch.advantages),
+            batch.returns,
+        )
+    stats = UpdateStats()
+    n = len(batch)
+    stop = False
+    for _epoch in range(update_epochs):
+        order = torch.randperm(n, generator=generator).tolist()
+        for start in range(0, n, minibatch_size):
+            indices = order[start : start + minibatch_size]
+            optimizer.zero_grad(set_to_none=True)
+            new_logprob = minibatch_loss_backward(
+                batch, indices, score_fn, coef, forward_batch, stats, no_sync, backward
+            )
+            if reduce_grads is not None:
+                reduce_grads()
+            if not grads_finite(params):
+                stats.skipped_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            if max_grad_norm is not None and max_grad_norm > 0:
+                clip = clip_grad or torch.nn.utils.clip_grad_norm_
+                norm = clip(params, max_grad_norm)
+                stats.grad_norms.append(float(norm))
+            optimizer.step()
+            stats.optimizer_steps += 1
+            old = batch.old_logprob[torch.as_tensor(indices)].to(new_logprob)
+            kl = float(approx_kl(new_logprob, old))
+            stats.add("approx_kl", kl, len(indices))
+            stats.add("clipfrac", float(clipfrac(new_logprob, old, coef.clip_coef)), len(indices))
+            if target_kl is not None and kl > target_kl:
+                stop = True
+                break
+        if stop:
+            break
+    optimizer.zero_grad(set_to_none=True)
+    out = stats.means()
+    out["explained_variance"] = explained_variance(batch.old_values.numpy(), batch.returns.numpy())
+    return out
