@@ -1,6 +1,323 @@
+// Python bindings of the card core (the only file that knows Python).
+// numpy in, numpy out; the GIL is released while games step and solvers run.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+
+#include "blackjack.h"
+#include "cards.h"
+#include "formula.h"
+#include "number_line.h"
+#include "points.h"
+#include "solver.h"
+
+namespace py = pybind11;
+using namespace vlrl;
+
+namespace {
+
+py::tuple verdict_tuple(const Verdict& v) {
+    return py::make_tuple(outcome_name(v.outcome), v.has_value, v.value.num, v.value.den,
+                          py::tuple(py::cast(v.numbers)));
+}
+
+std::string bytes_of(const py::bytes& data) { return std::string(data); }
+
+template <typename Out, typename In>
+py::array_t<Out> to_array(const std::vector<In>& data, std::vector<py::ssize_t> shape) {
+    py::array_t<Out> out(shape);
+    Out* dst = out.mutable_data();
+    for (size_t k = 0; k < data.size(); ++k) dst[k] = static_cast<Out>(data[k]);
+    return out;
+}
+
+class PyBatch {
+  public:
+    PyBatch(const std::string& game, int num_envs, uint64_t seed, int n_max,
+            std::optional<int64_t> target, const std::string& face_rule, bool natural,
+            const std::string& auto_reset, std::optional<std::string> sampling,
+            const std::string& suits, int n_cards) {
+        const AutoReset mode = parse_auto_reset(auto_reset);
+        const FaceRule rule = parse_face_rule(face_rule);
+        const SuitFilter suit_filter = parse_suit_filter(suits);
+        if (game == "NumberLine") {
+            auto owned = std::make_unique<NumberLineBatch>(num_envs, seed, mode, n_max);
+            number_line_ = owned.get();
+            batch_ = std::move(owned);
+        } else if (game == "EZPoints" || game == "Points24") {
+            const bool ez = game == "EZPoints";
+            const Sampling how = parse_sampling(sampling.value_or("with_replacement"));
+            auto owned = std::make_unique<PointsBatch>(
+                ez ? PointsBatch::Kind::ez : PointsBatch::Kind::p24, num_envs, seed, mode,
+                target.value_or(ez ? 12 : 24), rule, how, suit_filter, n_cards);
+            points_ = owned.get();
+            batch_ = std::move(owned);
+        } else if (game == "Blackjack") {
+            auto owned = std::make_unique<BlackjackBatch>(num_envs, seed, mode, natural);
+            blackjack_ = owned.get();
+            batch_ = std::move(owned);
+        } else {
+            throw std::invalid_argument(
+                "game must be NumberLine, EZPoints, Points24 or Blackjack, got " + game);
+        }
+    }
+
+    GameBatch& batch() { return *batch_; }
+    py::ssize_t n() const { return batch_->num_envs(); }
+
+    NumberLineBatch& number_line(const char* what) {
+        if (number_line_ == nullptr) throw py::attribute_error(std::string(what) + " exists only for NumberLine");
+        return *number_line_;
+    }
+    PointsBatch& points(const char* what) {
+        if (points_ == nullptr) throw py::attribute_error(std::string(what) + " exists only for EZPoints/Points24");
+        return *points_;
+    }
+    BlackjackBatch& blackjack(const char* what) {
+        if (blackjack_ == nullptr) throw py::attribute_error(std::string(what) + " exists only for Blackjack");
+        return *blackjack_;
+    }
+
+  private:
+    std::unique_ptr<GameBatch> batch_;
+    NumberLineBatch* number_line_ = nullptr;
+    PointsBatch* points_ = nullptr;
+    BlackjackBatch* blackjack_ = nullptr;
+};
+
+std::vector<uint64_t> seeds_of(const py::array_t<uint64_t, py::array::c_style | py::array::forcecast>& seeds,
+                               py::ssize_t expected) {
+    if (seeds.ndim() != 1 || seeds.shape(0) != expected) {
+        throw std::invalid_argument("seeds must be a 1-D array of length " + std::to_string(expected));
+    }
+    return std::vector<uint64_t>(seeds.data(), seeds.data() + expected);
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "vlrl C++ core (skeleton)";
+    m.doc() = "vlrl C++ card core: formula verifier, solver, card sampling, batched card games";
     m.def("version", [] { return "0.1.0"; });
+
+    m.def("verify",
+          [](const py::bytes& formula, const std::vector<int64_t>& values, int64_t target) {
+              const std::string text = bytes_of(formula);
+              Verdict v;
+              {
+                  py::gil_scoped_release release;
+                  v = verify(text, values, target);
+              }
+              return verdict_tuple(v);
+          },
+          py::arg("formula"), py::arg("values"), py::arg("target"),
+          "Verify UTF-8 formula bytes: (outcome, has_value, num, den, numbers).");
+
+    m.def("verify_outcomes",
+          [](const std::vector<std::string>& formulas, const std::vector<int64_t>& values,
+             int64_t target) {
+              std::vector<int> outcomes(formulas.size());
+              {
+                  py::gil_scoped_release release;
+                  for (size_t k = 0; k < formulas.size(); ++k) {
+                      outcomes[k] = static_cast<int>(verify(formulas[k], values, target).outcome);
+                  }
+              }
+              return outcomes;
+          },
+          py::arg("formulas"), py::arg("values"), py::arg("target"),
+          "Outcome codes (index into OUTCOMES) for many formulas against one hand.");
+
+    m.def("outcome_names", [] {
+        std::vector<std::string> names;
+        for (int k = 0; k <= static_cast<int>(Outcome::overflow); ++k) {
+            names.emplace_back(outcome_name(static_cast<Outcome>(k)));
+        }
+        return names;
+    });
+
+    m.def("evaluate",
+          [](const py::bytes& formula) {
+              const std::string text = bytes_of(formula);
+              const Evaluation ev = evaluate(text.data(), text.size());
+              const bool ok = ev.status == Outcome::correct;
+              return py::make_tuple(ok ? "ok" : outcome_name(ev.status), ok, ev.value.num,
+                                    ev.value.den, py::tuple(py::cast(ev.numbers)));
+          },
+          py::arg("formula"));
+
+    m.def("solve",
+          [](const std::vector<int64_t>& values, int64_t target) -> std::optional<std::string> {
+              std::string formula;
+              bool found;
+              {
+                  py::gil_scoped_release release;
+                  found = solve(values, target, &formula);
+              }
+              if (!found) return std::nullopt;
+              return formula;
+          },
+          py::arg("values"), py::arg("target"));
+
+    m.def("count_solvable",
+          [](int64_t low, int64_t high, int n_cards, int64_t target) {
+              py::gil_scoped_release release;
+              return count_solvable(low, high, n_cards, target);
+          },
+          py::arg("low"), py::arg("high"), py::arg("n_cards"), py::arg("target"));
+
+    m.def("card_value",
+          [](int rank, const std::string& face_rule) {
+              if (rank < 0 || rank >= kNumRanks) throw std::invalid_argument("rank index must be in 0..12");
+              return card_value(rank, parse_face_rule(face_rule));
+          },
+          py::arg("rank"), py::arg("face_rule"));
+
+    m.def("sample_hand",
+          [](uint64_t seed, int n_cards, const std::string& sampling, const std::string& suits,
+             const std::string& face_rule, std::optional<int64_t> solvable_target) {
+              const Sampling how = parse_sampling(sampling);
+              const SuitFilter filter = parse_suit_filter(suits);
+              const FaceRule rule = parse_face_rule(face_rule);
+              std::vector<Card> hand;
+              {
+                  py::gil_scoped_release release;
+                  hand = sample_hand(seed, n_cards, how, filter, rule, solvable_target.has_value(),
+                                     solvable_target.value_or(0));
+              }
+              std::vector<std::pair<int, int>> out;
+              for (const Card& c : hand) out.emplace_back(c.rank, c.suit);
+              return out;
+          },
+          py::arg("seed"), py::arg("n_cards"), py::arg("sampling"), py::arg("suits"),
+          py::arg("face_rule"), py::arg("solvable_target"));
+
+    py::class_<PyBatch>(m, "BatchedGames")
+        .def(py::init<const std::string&, int, uint64_t, int, std::optional<int64_t>,
+                      const std::string&, bool, const std::string&, std::optional<std::string>,
+                      const std::string&, int>(),
+             py::arg("game"), py::arg("num_envs"), py::arg("seed"), py::arg("n_max") = 5,
+             py::arg("target") = py::none(), py::arg("face_rule") = "10",
+             py::arg("natural") = false, py::arg("auto_reset") = "none",
+             py::arg("sampling") = py::none(), py::arg("suits") = "all", py::arg("n_cards") = 4)
+        .def_property_readonly("game", [](PyBatch& b) { return b.batch().game(); })
+        .def_property_readonly("num_envs", [](PyBatch& b) { return b.batch().num_envs(); })
+        .def_property_readonly("action_names", [](PyBatch& b) { return b.batch().action_names(); })
+        .def("reset",
+             [](PyBatch& b, std::optional<py::array_t<uint64_t, py::array::c_style | py::array::forcecast>> seeds) {
+                 if (seeds.has_value()) {
+                     const std::vector<uint64_t> s = seeds_of(*seeds, b.n());
+                     py::gil_scoped_release release;
+                     b.batch().reset(s.data());
+                 } else {
+                     py::gil_scoped_release release;
+                     b.batch().reset(nullptr);
+                 }
+             },
+             py::arg("seeds") = py::none())
+        .def("reset_some",
+             [](PyBatch& b, py::array_t<int64_t, py::array::c_style | py::array::forcecast> indices,
+                std::optional<py::array_t<uint64_t, py::array::c_style | py::array::forcecast>> seeds) {
+                 if (indices.ndim() != 1) throw std::invalid_argument("indices must be 1-D");
+                 const py::ssize_t count = indices.shape(0);
+                 std::vector<int64_t> idx(indices.data(), indices.data() + count);
+                 std::vector<uint64_t> s;
+                 if (seeds.has_value()) s = seeds_of(*seeds, count);
+                 py::gil_scoped_release release;
+                 b.batch().reset_some(idx.data(), idx.size(), seeds.has_value() ? s.data() : nullptr);
+             },
+             py::arg("indices"), py::arg("seeds") = py::none())
+        .def("step",
+             [](PyBatch& b, py::array_t<int32_t, py::array::c_style | py::array::forcecast> actions) {
+                 const py::ssize_t n = b.n();
+                 if (actions.ndim() != 1 || actions.shape(0) != n) {
+                     throw std::invalid_argument("actions must be a 1-D array of length " + std::to_string(n));
+                 }
+                 py::array_t<float> rewards(n);
+                 py::array_t<bool> terminated(n);
+                 py::array_t<bool> truncated(n);
+                 const int32_t* a = actions.data();
+                 float* r = rewards.mutable_data();
+                 auto* te = reinterpret_cast<uint8_t*>(terminated.mutable_data());
+                 auto* tr = reinterpret_cast<uint8_t*>(truncated.mutable_data());
+                 {
+                     py::gil_scoped_release release;
+                     b.batch().validate(a);
+                     b.batch().step(a, r, te, tr);
+                 }
+                 return py::make_tuple(rewards, terminated, truncated);
+             },
+             py::arg("actions"))
+        .def("legal_mask",
+             [](PyBatch& b) {
+                 py::array_t<bool> mask({b.n(), static_cast<py::ssize_t>(b.batch().num_actions())});
+                 auto* m = reinterpret_cast<uint8_t*>(mask.mutable_data());
+                 b.batch().legal_mask(m);
+                 return mask;
+             })
+        .def_property_readonly("elapsed", [](PyBatch& b) { return to_array<int32_t>(b.batch().elapsed(), {b.n()}); })
+        .def_property_readonly("success", [](PyBatch& b) { return to_array<bool>(b.batch().success(), {b.n()}); })
+        .def_property_readonly("done", [](PyBatch& b) { return to_array<bool>(b.batch().done(), {b.n()}); })
+        .def_property_readonly("episode_return", [](PyBatch& b) { return to_array<float>(b.batch().episode_return(), {b.n()}); })
+        // NumberLine
+        .def_property_readonly("target", [](PyBatch& b) { return to_array<int32_t>(b.number_line("target").target(), {b.n()}); })
+        .def_property_readonly("current", [](PyBatch& b) { return to_array<int32_t>(b.number_line("current").current(), {b.n()}); })
+        .def_property_readonly("n_max", [](PyBatch& b) { return b.number_line("n_max").n_max(); })
+        // Points games
+        .def_property_readonly("cards", [](PyBatch& b) {
+            auto& p = b.points("cards");
+            return to_array<int32_t>(p.cards(), {b.n(), p.n_cards()});
+        })
+        .def_property_readonly("suits", [](PyBatch& b) {
+            auto& p = b.points("suits");
+            return to_array<int32_t>(p.suits(), {b.n(), p.n_cards()});
+        })
+        .def_property_readonly("values", [](PyBatch& b) {
+            auto& p = b.points("values");
+            return to_array<int32_t>(p.values(), {b.n(), p.n_cards()});
+        })
+        .def_property_readonly("used", [](PyBatch& b) {
+            auto& p = b.points("used");
+            return to_array<bool>(p.used(), {b.n(), p.n_cards()});
+        })
+        .def_property_readonly("solvable", [](PyBatch& b) { return to_array<bool>(b.points("solvable").solvable(), {b.n()}); })
+        .def_property_readonly("points_target", [](PyBatch& b) { return b.points("points_target").target(); })
+        .def("formula", [](PyBatch& b, int i) {
+            auto& p = b.points("formula");
+            if (i < 0 || i >= b.n()) throw py::index_error("env index out of range");
+            return p.formula(i);
+        }, py::arg("i"))
+        // Blackjack
+        .def_property_readonly("player_cards", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("player_cards").player_cards(), {b.n(), kMaxHandCards}); })
+        .def_property_readonly("player_suits", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("player_suits").player_suits(), {b.n(), kMaxHandCards}); })
+        .def_property_readonly("dealer_cards", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("dealer_cards").dealer_cards(), {b.n(), kMaxHandCards}); })
+        .def_property_readonly("dealer_suits", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("dealer_suits").dealer_suits(), {b.n(), kMaxHandCards}); })
+        .def_property_readonly("n_player_cards", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("n_player_cards").n_player(), {b.n()}); })
+        .def_property_readonly("n_dealer_cards", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("n_dealer_cards").n_dealer(), {b.n()}); })
+        .def_property_readonly("player_sum", [](PyBatch& b) {
+            auto& bj = b.blackjack("player_sum");
+            py::array_t<int32_t> out(b.n());
+            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.player_sum(static_cast<int>(i));
+            return out;
+        })
+        .def_property_readonly("dealer_sum", [](PyBatch& b) {
+            auto& bj = b.blackjack("dealer_sum");
+            py::array_t<int32_t> out(b.n());
+            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.dealer_sum(static_cast<int>(i));
+            return out;
+        })
+        .def_property_readonly("dealer_showing", [](PyBatch& b) {
+            auto& bj = b.blackjack("dealer_showing");
+            py::array_t<int32_t> out(b.n());
+            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.dealer_showing(static_cast<int>(i));
+            return out;
+        })
+        .def_property_readonly("usable_ace", [](PyBatch& b) {
+            auto& bj = b.blackjack("usable_ace");
+            py::array_t<bool> out(b.n());
+            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.usable_ace(static_cast<int>(i));
+            return out;
+        });
 }

@@ -1,0 +1,104 @@
+#include "cards.h"
+
+#include <stdexcept>
+
+#include "solver.h"
+
+namespace vlrl {
+
+FaceRule parse_face_rule(const std::string& name) {
+    if (name == "10") return FaceRule::ten;
+    if (name == "11-12-13") return FaceRule::eleven_twelve_thirteen;
+    throw std::invalid_argument("face_rule must be \"10\" or \"11-12-13\", got \"" + name + "\"");
+}
+
+Sampling parse_sampling(const std::string& name) {
+    if (name == "deck") return Sampling::deck;
+    if (name == "at_least_one_face") return Sampling::at_least_one_face;
+    if (name == "with_replacement") return Sampling::with_replacement;
+    throw std::invalid_argument(
+        "sampling must be \"deck\", \"at_least_one_face\" or \"with_replacement\", got \"" + name +
+        "\"");
+}
+
+SuitFilter parse_suit_filter(const std::string& name) {
+    if (name == "all") return SuitFilter::all;
+    if (name == "black") return SuitFilter::black;
+    if (name == "red") return SuitFilter::red;
+    throw std::invalid_argument("suits must be \"all\", \"black\" or \"red\", got \"" + name + "\"");
+}
+
+namespace {
+
+std::vector<Card> build_deck(SuitFilter suits) {
+    int first = 0;
+    int last = kNumSuits - 1;
+    if (suits == SuitFilter::black) last = 1;
+    if (suits == SuitFilter::red) first = 2;
+    std::vector<Card> deck;
+    for (int s = first; s <= last; ++s) {
+        for (int r = 0; r < kNumRanks; ++r) deck.push_back({static_cast<int8_t>(r), static_cast<int8_t>(s)});
+    }
+    return deck;
+}
+
+bool has_face(const std::vector<Card>& hand) {
+    for (const Card& c : hand) {
+        if (is_face(c.rank)) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+std::vector<Card> draw_hand(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits) {
+    std::vector<Card> deck = build_deck(suits);
+    const int size = static_cast<int>(deck.size());
+    if (n_cards < 1) throw std::invalid_argument("n_cards must be >= 1");
+    if (sampling != Sampling::with_replacement && n_cards > size) {
+        throw std::invalid_argument("n_cards = " + std::to_string(n_cards) +
+                                    " exceeds the deck of " + std::to_string(size) + " cards");
+    }
+    std::vector<Card> hand;
+    hand.reserve(static_cast<size_t>(n_cards));
+    if (sampling == Sampling::with_replacement) {
+        for (int i = 0; i < n_cards; ++i) {
+            hand.push_back(deck[static_cast<size_t>(rng.below(static_cast<uint64_t>(size)))]);
+        }
+        return hand;
+    }
+    for (;;) {
+        // Partial Fisher-Yates on a fresh copy: the first n_cards slots are the hand.
+        std::vector<Card> cards = deck;
+        for (int i = 0; i < n_cards; ++i) {
+            const int j = i + static_cast<int>(rng.below(static_cast<uint64_t>(size - i)));
+            std::swap(cards[static_cast<size_t>(i)], cards[static_cast<size_t>(j)]);
+        }
+        hand.assign(cards.begin(), cards.begin() + n_cards);
+        if (sampling == Sampling::deck || has_face(hand)) return hand;
+    }
+}
+
+std::vector<Card> draw_solvable_hand(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits,
+                                     FaceRule rule, int64_t target) {
+    if (n_cards > static_cast<int>(kMaxSolverCards)) {
+        throw std::invalid_argument("solvable sampling supports at most 6 cards");
+    }
+    std::vector<int64_t> values(static_cast<size_t>(n_cards));
+    for (int attempt = 0; attempt < kMaxSolvableAttempts; ++attempt) {
+        std::vector<Card> hand = draw_hand(rng, n_cards, sampling, suits);
+        for (int i = 0; i < n_cards; ++i) values[static_cast<size_t>(i)] = card_value(hand[static_cast<size_t>(i)].rank, rule);
+        if (solve(values, target, nullptr)) return hand;
+    }
+    throw std::runtime_error("no hand solvable to target " + std::to_string(target) + " found in " +
+                             std::to_string(kMaxSolvableAttempts) + " draws");
+}
+
+std::vector<Card> sample_hand(uint64_t seed, int n_cards, Sampling sampling, SuitFilter suits,
+                              FaceRule rule, bool require_solvable, int64_t target) {
+    Rng rng(seed);
+    if (require_solvable) return draw_solvable_hand(rng, n_cards, sampling, suits, rule, target);
+    return draw_hand(rng, n_cards, sampling, suits);
+}
+
+}  // namespace vlrl
