@@ -1,0 +1,375 @@
+"""Policies of vlrl: one registry, :func:`load_policy`, for every backbone.
+
+* ``"tiny"``: a LLaVA-architecture VLM of a few hundred thousand random parameters built
+  from configs, with a BPE tokenizer trained locally on the environments' text (CPU runs,
+  tests);
+* a local LLaVA-NeXT folder (e.g. llava-v1.6-mistral-7b), a local Llama-3.2-Vision (Mllama)
+  folder or a local LLaVA folder, loaded with its processor, never from a hub;
+* a folder written by :meth:`VLMPolicy.save`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vlrl.models.mof import MOF_MODES, MoFVision, tiny_dino_config
+from vlrl.models.policy import (
+    MOF_CONFIG_FILE,
+    POLICY_META_FILE,
+    POLICY_WEIGHTS_FILE,
+    LoraSettings,
+    Scores,
+    VLMPolicy,
+    lora_meta,
+)
+from vlrl.models.tiny import TinyConfig, tiny_llava_config
+from vlrl.models.tokenizer import ANSWER_TOKEN, IMAGE_TOKEN, tiny_tokenizer
+from vlrl.models.value_head import DEFAULT_VALUE_HEAD_HIDDEN, ValueHead
+
+__all__ = [
+    "LoraSettings",
+    "Scores",
+    "TinyConfig",
+    "VLMPolicy",
+    "ValueHead",
+    "load_policy",
+]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+# model_type in config.json -> transformers class name and our family name
+_FAMILY_CLASSES = {
+    "llava": ("LlavaForConditionalGeneration", "llava"),
+    "llava_next": ("LlavaNextForConditionalGeneration", "llava_next"),
+    "mllama": ("MllamaForConditionalGeneration", "mllama"),
+}
+
+
+def load_policy(
+    name_or_path: str,
+    *,
+    lora: LoraSettings | None = None,
+    dtype: str = "float32",
+    value_head: bool = True,
+    mof: str | None = None,
+    attn: str = "sdpa",
+    device: str = "cpu",
+    seed: int = 0,
+    value_head_hidden: tuple[int, int] = DEFAULT_VALUE_HEAD_HIDDEN,
+    tiny: TinyConfig | None = None,
+    mof_alpha: float = 0.5,
+) -> VLMPolicy:
+    """Build or load a policy.
+
+    Args:
+        name_or_path: ``"tiny"``, or a local folder (a transformers LLaVA / LLaVA-NeXT /
+            Mllama model with its processor, or a saved vlrl policy).
+        lora: LoRA settings (adapters + value head train), or None for full fine-tuning.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the backbone (the value
+            head stays float32).
+        value_head: attach the value MLP (widths ``value_head_hidden``).
+        mof: None, ``"additive"`` or ``"interleaved"`` (LLaVA-architecture models: a tiny
+            DINOv2 tower with the CLIP tower's patch grid; ``mof_alpha`` for additive).
+        attn: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"`` (needs flash-attn).
+        device: torch device string.
+        seed: seeds the random weights (tiny, value head, MoF, LoRA) and the policy's
+            sampling generator.
+        tiny: sizes of the tiny model (default :class:`TinyConfig`).
+
+    A saved policy ignores the construction options (``lora``, ``mof``, ``value_head`` ...)
+    and restores what it was saved with; ``dtype``, ``attn``, ``device`` and ``seed`` apply.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    if attn not in ATTENTION:
+        raise ValueError(f"attn must be one of {ATTENTION}, got {attn!r}")
+    if attn == "flash_attention_2":
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError as error:
+            raise ImportError("attn='flash_attention_2' needs the flash-attn package") from error
+    if mof is not None and mof not in MOF_MODES:
+        raise ValueError(f"mof must be None or one of {MOF_MODES}, got {mof!r}")
+    torch_dtype = DTYPES[dtype]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name_or_path == "tiny":
+            policy = _build_tiny(
+                tiny or TinyConfig(),
+                torch_dtype,
+                attn,
+                value_head,
+                value_head_hidden,
+                mof,
+                mof_alpha,
+                lora,
+                seed,
+            )
+        else:
+            folder = Path(name_or_path).expanduser()
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"no model folder at {str(folder)!r} (nothing is downloaded: pass 'tiny' "
+                    "or a local LLaVA-NeXT / Mllama / saved-policy folder)"
+                )
+            if (folder / POLICY_META_FILE).exists():
+                policy = _load_saved(folder, torch_dtype, attn, seed)
+            else:
+                policy = _load_pretrained(
+                    folder,
+                    torch_dtype,
+                    attn,
+                    value_head,
+                    value_head_hidden,
+                    mof,
+                    mof_alpha,
+                    lora,
+                    seed,
+                )
+    return policy.to(device)
+
+
+def _attach(policy_parts: dict, hf_model, lora: LoraSettings | None, mof_module: MoFVision | None):
+    """Wrap the model with LoRA (and freeze) or leave it fully trainable."""
+    if lora is None:
+        return hf_model
+    from peft import get_peft_model, inject_adapter_in_model
+
+    model = get_peft_model(hf_model, lora.peft_config())
+    if mof_module is not None:
+        # The second tower follows the same rule as the first: LoRA on its linear layers.
+        mof_lora = lora.peft_config()
+        mof_lora.target_modules = _linear_names(mof_module)
+        inject_adapter_in_model(mof_lora, mof_module)
+        for name, param in mof_module.named_parameters():
+            param.requires_grad = "lora_" in name
+    return model
+
+
+def _linear_names(module: torch.nn.Module) -> list[str]:
+    return sorted(
+        {
+            name.split(".")[-1]
+            for name, sub in module.named_modules()
+            if isinstance(sub, torch.nn.Linear)
+        }
+    )
+
+
+def _finish(
+    hf_model,
+    tokenizer,
+    *,
+    family,
+    image_size,
+    processor,
+    value_head,
+    value_head_hidden,
+    mof_module,
+    lora,
+    meta,
+    seed,
+) -> VLMPolicy:
+    model = _attach({}, hf_model, lora, mof_module)
+    head = None
+    if value_head:
+        head = ValueHead(hf_model.config.get_text_config().hidden_size, value_head_hidden)
+    meta = dict(
+        meta,
+        lora=lora_meta(lora),
+        value_head=list(head.widths) if head is not None else None,
+        mof=(
+            {"mode": mof_module.mode, "alpha": mof_module.alpha} if mof_module is not None else None
+        ),
+    )
+    return VLMPolicy(
+        model,
+        tokenizer,
+        family=family,
+        image_size=image_size,
+        processor=processor,
+        value_head=head,
+        mof=mof_module,
+        meta=meta,
+        seed=seed,
+    )
+
+
+def _build_tiny(
+    tiny,
+    torch_dtype,
+    attn,
+    value_head,
+    value_head_hidden,
+    mof,
+    mof_alpha,
+    lora,
+    seed,
+    tokenizer=None,
+) -> VLMPolicy:
+    from transformers import LlavaForConditionalGeneration
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    config = tiny_llava_config(
+        tiny,
+        len(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    hf_model = LlavaForConditionalGeneration._from_config(
+        config, attn_implementation=attn, dtype=torch_dtype
+    )
+    hf_model.generation_config.eos_token_id = tokenizer.eos_token_id
+    mof_module = None
+    if mof is not None:
+        mof_module = MoFVision(
+            mof,
+            tiny_dino_config(tiny.image_size, tiny.patch_size, tiny.vision_hidden),
+            tiny.text_hidden,
+            mof_alpha,
+        ).to(torch_dtype)
+    meta = {
+        "format": 1,
+        "base": None,
+        "tiny": dict(tiny.to_dict(), image_tokens=tiny.image_tokens),
+        "answer_token": ANSWER_TOKEN,
+    }
+    return _finish(
+        hf_model,
+        tokenizer,
+        family="llava",
+        image_size=tiny.image_size,
+        processor=None,
+        value_head=value_head,
+        value_head_hidden=value_head_hidden,
+        mof_module=mof_module,
+        lora=lora,
+        meta=meta,
+        seed=seed,
+    )
+
+
+def _family_of(folder: Path) -> tuple[type, str]:
+    import transformers
+
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{str(folder)!r} has no config.json: not a transformers model")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type not in _FAMILY_CLASSES:
+        raise ValueError(
+            f"{str(folder)!r} holds a {model_type!r} model; supported: {tuple(_FAMILY_CLASSES)}"
+        )
+    class_name, family = _FAMILY_CLASSES[model_type]
+    return getattr(transformers, class_name), family
+
+
+def _vision_image_size(config) -> int:
+    size = config.vision_config.image_size
+    return int(size if isinstance(size, int) else size[0])
+
+
+def _load_pretrained(
+    folder,
+    torch_dtype,
+    attn,
+    value_head,
+    value_head_hidden,
+    mof,
+    mof_alpha,
+    lora,
+    seed,
+) -> VLMPolicy:
+    from transformers import AutoProcessor
+
+    model_class, family = _family_of(folder)
+    if mof is not None:
+        raise ValueError("MoF is built on the tiny model only (mof=... with 'tiny')")
+    hf_model = model_class.from_pretrained(
+        folder, local_files_only=True, dtype=torch_dtype, attn_implementation=attn
+    )
+    processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    meta = {"format": 1, "base": str(folder.resolve())}
+    return _finish(
+        hf_model,
+        tokenizer,
+        family=family,
+        image_size=_vision_image_size(hf_model.config),
+        processor=processor,
+        value_head=value_head,
+        value_head_hidden=value_head_hidden,
+        mof_module=None,
+        lora=lora,
+        meta=meta,
+        seed=seed,
+    )
+
+
+def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor, Dinov2Config, PreTrainedTokenizerFast
+
+    meta = json.loads((folder / POLICY_META_FILE).read_text())
+    lora = LoraSettings(**meta["lora"]) if meta.get("lora") else None
+    widths = tuple(meta["value_head"]) if meta.get("value_head") else DEFAULT_VALUE_HEAD_HIDDEN
+    has_head = meta.get("value_head") is not None
+    mof_meta = meta.get("mof")
+    if meta.get("base") is None:
+        from transformers import AutoConfig, LlavaForConditionalGeneration
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+        tokenizer.padding_side = "left"
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        hf_model = LlavaForConditionalGeneration._from_config(
+            config, attn_implementation=attn, dtype=torch_dtype
+        )
+        hf_model.generation_config.eos_token_id = tokenizer.eos_token_id
+        mof_module = None
+        if mof_meta:
+            dino_config = Dinov2Config.from_json_file(folder / MOF_CONFIG_FILE)
+            mof_module = MoFVision(
+                mof_meta["mode"], dino_config, config.text_config.hidden_size, mof_meta["alpha"]
+            ).to(torch_dtype)
+        policy = _finish(
+            hf_model,
+            tokenizer,
+            family="llava",
+            image_size=meta["image_size"],
+            processor=None,
+            value_head=has_head,
+            value_head_hidden=widths,
+            mof_module=mof_module,
+            lora=lora,
+            meta={k: meta[k] for k in ("format", "base", "tiny", "answer_token")},
+            seed=seed,
+        )
+    else:
+        base = Path(meta["base"])
+        if not base.is_dir():
+            raise FileNotFoundError(
+                f"saved policy {str(folder)!r} builds on {str(base)!r}, which does not exist"
+            )
+        policy = _load_pretrained(base, torch_dtype, attn, has_head, widths, None, 0.5, lora, seed)
+        policy.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+        policy.tokenizer = policy.processor.tokenizer
+    state = load_file(folder / POLICY_WEIGHTS_FILE)
+    expected = policy.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    if unknown:
+        raise ValueError(
+            f"saved policy {str(folder)!r} has tensors this build lacks: {unknown[:5]}"
+        )
+    if meta.get("base") is None:
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            raise ValueError(f"saved policy {str(folder)!r} lacks tensors: {missing[:5]}")
+    policy.load_state_dict(state, strict=False)
+    return policy
