@@ -133,8 +133,8 @@ def points_expert(
         else:
             thoughts = f"'{formula}' is complete and equals {target}, so I choose '='."
     else:
-        shown = formula if formula else "the empty formula"
-        thoughts = f"'{shown}' is not complete; since {solution}={target}, I append '{action}'."
+        state = f"'{formula}' is not complete" if formula else "The formula is empty"
+        thoughts = f"{state}; since {solution}={target}, I append '{action}'."
     return _answer(
         {
             "cards": [int(v) for v in values],
