@@ -262,10 +262,7 @@ class _nullcontext:
 
 def grads_finite(params: Sequence[torch.nn.Parameter]) -> bool:
     """True when every gradient present is finite."""
-    for p in params:
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            return False
-    return True
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
 
 
 def ppo_update(
@@ -333,5 +330,7 @@ def ppo_update(
             break
     optimizer.zero_grad(set_to_none=True)
     out = stats.means()
-    out["explained_variance"] = explained_variance(batch.old_values.numpy(), batch.returns.numpy())
+    out["explained_variance"] = explained_variance(
+        batch.old_values.cpu().numpy(), batch.returns.cpu().numpy()
+    )
     return out
