@@ -168,6 +168,16 @@ def card_atlas(card_width: int, card_height: int) -> np.ndarray:
     big_size = _fit_text_size("10", int(card_width * 0.66), int(card_height * 0.3))
     corner_suit = max(3, card_width // 6)
     big_suit = max(4, int(min(card_width * 0.46, card_height * 0.28)))
+    # The big rank starts below the corner index wherever the two could touch (narrow
+    # cards, "10"), and the big suit mark shrinks to what is left under it.
+    corner_ten = _text_alpha("10", corner_size)[0]
+    big_ten = _text_alpha("10", big_size)[0]
+    corner_bottom = margin + corner_ten.shape[0] + max(1, margin // 2) + corner_suit
+    big_top = int(card_height * 0.26)
+    if margin + max(corner_ten.shape[1], corner_suit) >= (card_width - big_ten.shape[1]) // 2:
+        big_top = max(big_top, corner_bottom + 1)
+    pip_gap = max(2, card_height // 14)
+    big_suit = max(4, min(big_suit, card_height - margin - big_top - big_ten.shape[0] - pip_gap))
     for rank in range(NUM_RANKS):
         label = RANK_LABELS[rank]
         corner_text = _text_alpha(label, corner_size)[0]
@@ -183,12 +193,11 @@ def card_atlas(card_width: int, card_height: int) -> np.ndarray:
                 margin + max(0, (corner_text.shape[1] - corner_suit) // 2),
                 ink,
             )
-            big_top = int(card_height * 0.26)
             _blend(card, big_text, big_top, (card_width - big_text.shape[1]) // 2, ink)
             _blend(
                 card,
                 _suit_alpha(suit, big_suit),
-                big_top + big_text.shape[0] + max(2, card_height // 14),
+                big_top + big_text.shape[0] + pip_gap,
                 (card_width - big_suit) // 2,
                 ink,
             )
@@ -352,9 +361,9 @@ class CardsRenderer:
             ]
             self.formula_rows = 0
         else:
-            slots_across = max(4, self.n_cards)
-            card_w = (size - (slots_across + 1) * gap) // slots_across
-            card_h = min(int(card_w * 1.45), int(size * 0.55))
+            # As large as the row allows, leaving the lower ~40% for the formula.
+            card_w = min((size - (self.n_cards + 1) * gap) // self.n_cards, int(size * 0.58 / 1.45))
+            card_h = int(card_w * 1.45)
             row_width = self.n_cards * card_w + (self.n_cards - 1) * gap
             left = (size - row_width) // 2
             top = max(gap, size // 16)

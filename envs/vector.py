@@ -1,0 +1,208 @@
+"""Vector env over the batched C++ card engine, with batched rendering.
+
+``CardsVectorEnv`` holds one ``vlrl.cards.BatchedGames`` of N environments: a step is
+one C++ call for all N games (GIL released) plus one batched numpy render. It follows
+gymnasium's vector API with next-step autoreset (the step after an env finishes resets
+it, ignores its action and returns reward 0), and adds the agent-facing batch methods
+the trainer needs: ``prompts``, ``expert_responses``, ``expert_actions`` and
+``parse_actions`` (f for every env at once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Discrete, MultiDiscrete
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from vlrl.envs.cards_env import (
+    DEFAULT_IMAGE_SIZE,
+    BlackjackView,
+    NumberLineView,
+    PointsView,
+    make_view,
+    observation_space,
+)
+from vlrl.envs.parsing import choose_action
+
+from vlrl import cards
+
+GAME_OF_ID = {
+    "vlrl/NumberLine-v0": "NumberLine",
+    "vlrl/EZPoints-v0": "EZPoints",
+    "vlrl/Points24-v0": "Points24",
+    "vlrl/Blackjack-v0": "Blackjack",
+}
+
+
+class CardsVectorEnv(VectorEnv):
+    """N copies of one card game (NumberLine, EZPoints, Points24 or Blackjack).
+
+    Args:
+        game: the game name or its registered id (``"vlrl/Points24-v0"``).
+        num_envs: N.
+        seed: sub-env i starts from seed + i; ``reset(seed=s)`` reseeds with s + i.
+        image_size: side of the square RGB observation (336).
+        render_mode: None or "rgb_array" (``render()`` returns the batch of images).
+        **rules: the game's rule arguments, as the single env takes them (``n_max``,
+            ``target``, ``face_rule``, ``sampling``, ``suits``, ``natural``).
+
+    Observations: ``{"image": uint8 [N, S, S, 3], "text": tuple of N str}``. ``infos``
+    hold, per key, an array over the envs (and the ``_key`` mask gymnasium uses):
+    the single env's keys, with ``cards`` as a [N, k] string array, ``legal_actions``
+    as an object array of index arrays, plus ``legal_mask`` bool [N, A]; ``success`` is
+    True only on the step that ends a successful episode.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+    answer_key = "action"
+    takes_text_action = False
+
+    def __init__(
+        self,
+        game: str,
+        num_envs: int,
+        *,
+        seed: int = 0,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        render_mode: str | None = None,
+        **rules: Any,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        game = GAME_OF_ID.get(game, game)
+        if game == "EZPoints":
+            rules.setdefault("target", 12)
+        self.game = game
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.view = make_view(
+            game, self.num_envs, seed, image_size=image_size, auto_reset="next_step", **rules
+        )
+        self.games = self.view.games
+        self.action_names = list(self.view.action_names)
+        self.single_observation_space = observation_space(int(image_size))
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.single_action_space = Discrete(len(self.action_names))
+        self.action_space = MultiDiscrete(np.full(self.num_envs, len(self.action_names)))
+        self._images: np.ndarray | None = None
+        self._texts: list[str] = []
+
+    # ------------------------------------------------------------------ gym API
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is None:
+            self.games.reset()
+        else:
+            seeds = (
+                np.asarray(seed, dtype=np.uint64)
+                if isinstance(seed, list | tuple | np.ndarray)
+                else np.uint64(int(seed) % 2**64) + np.arange(self.num_envs, dtype=np.uint64)
+            )
+            if seeds.shape != (self.num_envs,):
+                raise ValueError(f"reset needs one seed or {self.num_envs} seeds, got {seed!r}")
+            self.games.reset(seeds)
+        finished = np.zeros(self.num_envs, bool)
+        return self._observations(finished), self._infos(finished)
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(
+                f"actions must be an int array of shape ({self.num_envs},), "
+                f"got {actions.dtype} {actions.shape}"
+            )
+        rewards, terminated, truncated = self.games.step(actions.astype(np.int32))
+        finished = np.asarray(terminated, bool) | np.asarray(truncated, bool)
+        infos = self._infos(finished)
+        return (
+            self._observations(finished),
+            np.asarray(rewards, np.float32),
+            np.asarray(terminated, bool),
+            np.asarray(truncated, bool),
+            infos,
+        )
+
+    def render(self):
+        return self._images if self.render_mode == "rgb_array" else None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._images = None
+
+    # ------------------------------------------------------------- agent facing
+
+    def legal_mask(self) -> np.ndarray:
+        """bool [N, A]: the actions legal in each env now."""
+        return np.asarray(self.games.legal_mask(), bool)
+
+    def prompts(self, cot: bool = True) -> list[str]:
+        """h(o) of every env."""
+        return [self.view.prompt(i, cot) for i in range(self.num_envs)]
+
+    def expert_actions(self) -> np.ndarray:
+        """The expert's action index in every env, int64 [N]."""
+        return np.array([self.view.expert_action(i) for i in range(self.num_envs)], np.int64)
+
+    def expert_responses(self, cot: bool = True) -> list[str]:
+        """The expert's answer text in every env."""
+        return [self.view.expert_response(i, cot) for i in range(self.num_envs)]
+
+    def parse_actions(
+        self,
+        texts: list[str],
+        legal_only: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """f for every env: (action indices int64 [N], used_fallback bool [N])."""
+        if len(texts) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} texts, got {len(texts)}")
+        generator = rng if rng is not None else self.np_random
+        masks = self.legal_mask() if legal_only else [None] * self.num_envs
+        chosen = [
+            choose_action(text, self.action_names, mask, generator)
+            for text, mask in zip(texts, masks, strict=True)
+        ]
+        return (
+            np.array([c[0] for c in chosen], np.int64),
+            np.array([c[1] for c in chosen], bool),
+        )
+
+    # ----------------------------------------------------------------- helpers
+
+    def _observations(self, finished: np.ndarray) -> dict[str, Any]:
+        self._images = self.view.images(finished)
+        self._texts = self.view.texts()
+        return {"image": self._images, "text": tuple(self._texts)}
+
+    def _infos(self, finished: np.ndarray) -> dict[str, Any]:
+        games = self.games
+        view = self.view
+        infos: dict[str, Any] = {}
+        if isinstance(view, NumberLineView):
+            infos["target"] = np.asarray(games.target, np.int64)
+            infos["current"] = np.asarray(games.current, np.int64)
+        elif isinstance(view, PointsView):
+            infos["cards"] = np.asarray(cards.RANKS, dtype=object)[
+                np.asarray(games.cards, np.int64)
+            ]
+            infos["values"] = np.asarray(games.values, np.int64)
+            infos["formula"] = np.array(
+                [games.formula(i) for i in range(self.num_envs)], dtype=object
+            )
+            infos["solvable"] = np.asarray(games.solvable, bool)
+        elif isinstance(view, BlackjackView):
+            infos["player_sum"] = np.asarray(games.player_sum, np.int64)
+            infos["dealer_showing"] = np.asarray(games.dealer_showing, np.int64)
+            infos["usable_ace"] = np.asarray(games.usable_ace, bool)
+        mask = self.legal_mask()
+        infos["legal_mask"] = mask
+        legal = np.empty(self.num_envs, dtype=object)
+        for i in range(self.num_envs):
+            legal[i] = np.nonzero(mask[i])[0]
+        infos["legal_actions"] = legal
+        infos["success"] = np.asarray(games.success, bool) & finished
+        present = np.ones(self.num_envs, bool)
+        for key in list(infos):
+            infos["_" + key] = present
+        return infos

@@ -1,0 +1,122 @@
+"""Rendering: legibility at a tiny VLM's input size, distinct/identical images, PNG samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import vlrl.envs  # noqa: F401  (registers the ids)
+from PIL import Image
+from vlrl.envs import render
+
+OUTPUT = Path(__file__).resolve().parents[1] / "output"
+
+
+def _ink_rows(image: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """Rows of a black-on-white image that hold any dark pixel."""
+    return (image.min(axis=2) < threshold).any(axis=1)
+
+
+def test_numberline_digits_are_big_and_distinct():
+    renderer = render.numberline_renderer(336, 5)
+    images = renderer.render(np.array([3, 3, 0]), np.array([0, 1, 0]))
+    assert images.shape == (3, 336, 336, 3) and images.dtype == np.uint8
+    # The number glyph alone spans at least a fifth of the image height.
+    right_half = images[0, :, 336 // 2 :]
+    rows = np.nonzero(_ink_rows(right_half[:168]))[0]
+    assert rows[-1] - rows[0] >= 336 // 5
+    # Distinct states differ, equal states are identical.
+    assert not np.array_equal(images[0], images[1])
+    assert not np.array_equal(images[0], images[2])
+    again = renderer.render(np.array([3]), np.array([0]))[0]
+    assert np.array_equal(images[0], again)
+
+
+def test_numberline_readable_after_resize_to_56():
+    """Every digit 0..5 still gives a distinct 56x56 image once shrunk."""
+    renderer = render.numberline_renderer(336, 5)
+    small = [
+        np.asarray(Image.fromarray(img).resize((56, 56), Image.Resampling.BILINEAR), np.float32)
+        for img in renderer.render(np.arange(6), np.zeros(6, int))
+    ]
+    for a in range(6):
+        for b in range(a + 1, 6):
+            # Mean absolute difference over the image well above resampling noise.
+            assert np.abs(small[a] - small[b]).mean() > 2.0, (a, b)
+
+
+def test_red_and_black_suits_differ_in_colour():
+    renderer = render.cards_renderer(336, 4, "grid")
+    black = renderer.render(np.array([[0, 4, 9, 12]]), np.array([[0, 1, 0, 1]]))[0].astype(int)
+    red = renderer.render(np.array([[0, 4, 9, 12]]), np.array([[2, 3, 2, 3]]))[0].astype(int)
+    reddish = lambda img: ((img[..., 0] > 150) & (img[..., 1] < 80) & (img[..., 2] < 80)).sum()  # noqa: E731
+    assert reddish(black) == 0
+    assert reddish(red) > 2000
+
+
+def test_every_card_face_is_distinct():
+    atlas = render.card_atlas(60, 87)
+    flat = atlas.reshape(atlas.shape[0], -1)
+    assert len({row.tobytes() for row in flat}) == atlas.shape[0]
+
+
+def test_formula_line_changes_the_image():
+    renderer = render.cards_renderer(336, 4, "row")
+    ranks, suits = np.array([[0, 1, 2, 3]] * 3), np.array([[0, 1, 2, 3]] * 3)
+    images = renderer.render(ranks, suits, ["", "(1+2", "(1+2"])
+    assert not np.array_equal(images[0], images[1])
+    assert np.array_equal(images[1], images[2])
+
+
+def test_blackjack_hole_card_hidden_until_the_end():
+    renderer = render.blackjack_renderer(336)
+    dealer = np.array([[9, 4], [9, 4]])
+    player = np.array([[0, 5, -1], [0, 5, -1]])
+    images = renderer.render(
+        dealer, player, np.zeros((2, 2), int), np.zeros((2, 3), int), [True, False]
+    )
+    assert not np.array_equal(images[0], images[1])
+    # A hand of many cards still fits: every card is drawn inside the image.
+    many = renderer.render(
+        dealer[:1], np.arange(11)[None], np.zeros((1, 2), int), np.zeros((1, 11), int), [True]
+    )
+    assert many.shape == (1, 336, 336, 3)
+
+
+def test_image_size_is_checked():
+    with pytest.raises(ValueError, match="image_size"):
+        render.numberline_renderer(8, 5)
+
+
+SAMPLES = {
+    "numberline": ("vlrl/NumberLine-v0", {}),
+    "ezpoints": ("vlrl/EZPoints-v0", {}),
+    "points24": ("vlrl/Points24-v0", {}),
+    "blackjack": ("vlrl/Blackjack-v0", {}),
+    "gp_vl_black": ("vlrl/GeneralPoints-v0", {"suits": "black"}),
+    "gp_vl_red_ood": (
+        "vlrl/GeneralPoints-v0",
+        {"suits": "red", "face_rule": "11-12-13", "sampling": "at_least_one_face"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_save_png_sample(name):
+    """Writes tests/output/<env>.png (and a 56 px version) for a human to look at."""
+    env_id, kwargs = SAMPLES[name]
+    env = gym.make(env_id, **kwargs)
+    observation, _ = env.reset(seed=7)
+    if "points" in name and not env.unwrapped.takes_text_action:
+        # One expert step so the sample shows a non-empty formula.
+        observation, *_ = env.step(env.unwrapped.expert_action())
+    image = observation["image"]
+    OUTPUT.mkdir(exist_ok=True)
+    Image.fromarray(image).save(OUTPUT / f"{name}.png")
+    Image.fromarray(image).resize((56, 56), Image.Resampling.BILINEAR).save(
+        OUTPUT / f"{name}_56.png"
+    )
+    assert (OUTPUT / f"{name}.png").stat().st_size > 1000
+    assert image.std() > 10  # not a blank image
