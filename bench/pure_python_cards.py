@@ -110,7 +110,9 @@ class PointsEnv(gym.Env):
         super().reset(seed=seed)
         if self.game == "EZPoints":
             first = self._value(int(self.np_random.integers(1, 13)))
-            choices = [v for v in {12 - first, 12 // first if 12 % first == 0 else 0} if 1 <= v <= 10]
+            choices = [
+                v for v in {12 - first, 12 // first if 12 % first == 0 else 0} if 1 <= v <= 10
+            ]
             self.values = [first, int(choices[self.np_random.integers(0, len(choices))])]
         else:
             ranks = self.np_random.integers(0, 13, size=self.n_cards)

@@ -185,7 +185,9 @@ def test_fuzz_formulas_over_the_hand(values: list[int], data: st.DataObject) -> 
     if data.draw(st.booleans()):
         picked = picked[:-1] if len(picked) > 1 else picked + picked
     ops = data.draw(st.lists(st.sampled_from("+-*/"), min_size=len(picked), max_size=len(picked)))
-    formula = str(picked[0]) + "".join(f"{op}{v}" for op, v in zip(ops[1:], picked[1:], strict=True))
+    formula = str(picked[0]) + "".join(
+        f"{op}{v}" for op, v in zip(ops[1:], picked[1:], strict=True)
+    )
     target = data.draw(st.integers(0, 30))
     _check_against_reference(formula, values, target)
 
