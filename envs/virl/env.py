@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ..render import MIN_IMAGE_SIZE, blank_image
 from ..revision import RevisionHistory
 from .answer import (
     action_strings,
@@ -115,8 +116,8 @@ class VIRLEnv(gym.Env):
             raise ValueError(f"max_verify must be at least 1, got {max_verify}")
         if int(max_straight) < 1:
             raise ValueError(f"max_straight must be a positive integer, got {max_straight}")
-        if int(image_size) < 16:
-            raise ValueError(f"image_size must be at least 16, got {image_size}")
+        if int(image_size) < MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.vision = bool(vision)
@@ -157,7 +158,7 @@ class VIRLEnv(gym.Env):
             }
         )
         self.action_space = spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=self._charset)
-        self._blank = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
+        self._blank = blank_image(self.image_size)
         self.route: Route | None = None
         self.revision = RevisionHistory()
         self._index = 0
@@ -309,7 +310,7 @@ class VIRLEnv(gym.Env):
     def _observation(self) -> dict[str, Any]:
         text = self._system_prompt(cot=True)
         text = "".join(ch for ch in text if ch in self._charset)[:MAX_TEXT_LENGTH]
-        return {"image": self._image, "text": text}
+        return {"image": self._image.copy(), "text": text}
 
     def _info(
         self,

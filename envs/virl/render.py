@@ -80,7 +80,8 @@ def _draw_sign(draw: ImageDraw.ImageDraw, name: str, centre_x: float, panel: int
         [left, top, left + width, top + height], fill=colour, outline=(20, 20, 20), width=2
     )
     pole_x = left + width // 2
-    draw.rectangle([pole_x - 2, top + height, pole_x + 2, int(panel * 0.62)], fill=(40, 40, 40))
+    if int(panel * 0.62) > top + height:
+        draw.rectangle([pole_x - 2, top + height, pole_x + 2, int(panel * 0.62)], fill=(40, 40, 40))
     for i, line in enumerate(lines):
         line_width = font.getlength(line)
         draw.text(

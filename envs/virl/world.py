@@ -235,7 +235,7 @@ CITIES: dict[str, CitySpec] = {
                 "Surulere",
                 "Ikeja",
                 "Apapa",
-                "Victoria",
+                "Agege",
                 "Eko",
                 "Balogun",
                 "Oshodi",
