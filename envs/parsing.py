@@ -214,7 +214,8 @@ def _from_mapping(mapping: dict) -> PointsAnswer | None:
 
 _FIELD_QUOTED = r"""["']?{key}["']?\s*:\s*(?:"([^"\n]*)"|'([^'\n]*)')"""
 _FIELD_LIST = r"""["']?{key}["']?\s*:\s*\[([^\]\n]*)\]"""
-_FIELD_BARE = r"""["']?{key}["']?\s*[:=]\s*([^\n"'{{}}]+)"""
+# Unquoted or with an unterminated quote (a generation cut off mid-string).
+_FIELD_BARE = r"""["']?{key}["']?\s*[:=]\s*["']?([^\n"'{{}}]+)"""
 
 
 def _last_match(pattern: str, text: str) -> re.Match | None:
