@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-THOUGHT = 1
-ACTION = 2
+from vlrl.triton_kernels import ACTION, THOUGHT
+
 FALLBACK_ACTION_TOKENS = 4
 
 

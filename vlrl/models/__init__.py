@@ -79,6 +79,9 @@ def load_policy(
             sampling generator.
         tiny: sizes of the tiny model (default :class:`TinyConfig`).
 
+    The policy comes back in eval mode (no dropout; ``score`` deterministic); call
+    ``.train()`` to turn LoRA dropout on for updates. ``generate`` always samples in eval mode.
+
     A saved policy ignores the construction options (``lora``, ``mof``, ``value_head`` ...)
     and restores what it was saved with; ``dtype``, ``attn``, ``device`` and ``seed`` apply.
     """
@@ -129,7 +132,8 @@ def load_policy(
                     lora,
                     seed,
                 )
-    return policy.to(device)
+    # Eval mode: scoring is deterministic until the trainer opts into dropout with .train().
+    return policy.to(device).eval()
 
 
 def _attach(policy_parts: dict, hf_model, lora: LoraSettings | None, mof_module: MoFVision | None):

@@ -27,14 +27,7 @@ from PIL import Image
 from torch import nn
 
 from vlrl.rollout import Generation, split_segments
-
-try:
-    from vlrl.triton_kernels import segment_logprob, segment_logprob_from_hidden
-except ImportError:  # the kernels package exports its public API later in its history
-    from vlrl.triton_kernels.segment_logprob import (
-        segment_logprob,
-        segment_logprob_from_hidden,
-    )
+from vlrl.triton_kernels import THOUGHT, segment_logprob, segment_logprob_from_hidden
 
 FAMILIES = ("llava", "llava_next", "mllama")
 POLICY_META_FILE = "vlrl_policy.json"
@@ -475,7 +468,7 @@ class VLMPolicy(nn.Module):
             token_logprobs.append(sampled_logps[row, :length].clone())
             segment_ids.append(split_segments(self.tokenizer, ids.tolist(), keys[row]))
             texts.append(self.tokenizer.decode(ids.tolist(), skip_special_tokens=True))
-        weights = [torch.where(seg == 1, lam, 1.0) for seg in segment_ids]
+        weights = [torch.where(seg == THOUGHT, lam, 1.0) for seg in segment_ids]
         logprob = torch.stack(
             [(lp * w).sum() for lp, w in zip(token_logprobs, weights, strict=True)]
         )
