@@ -12,6 +12,7 @@ import json
 import random
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -228,6 +229,12 @@ def build_mllama_folder(folder: Path) -> Path:
         image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"),
     )
     model = MllamaForConditionalGeneration(config)
+    # Cross-attention gates start at zero (tanh(0) = 0: the text ignores the image); open
+    # them so the tests can see the image reach the logits.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "cross_attn_attn_gate" in name or "cross_attn_mlp_gate" in name:
+                param.fill_(1.0)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     image_processor = MllamaImageProcessorPil(size={"height": 28, "width": 28}, max_image_tiles=2)
     processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)

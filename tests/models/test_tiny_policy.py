@@ -281,3 +281,19 @@ def test_text_only_prompts_and_bfloat16():
     assert scores.values.dtype == torch.float32
     for x, y in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(x.detach(), y, atol=0.1, rtol=0.05)
+
+
+def test_fused_head_path_matches_logits_path(policy, monkeypatch):
+    """Large vocabularies score from hidden states; both paths give the same numbers."""
+    import vlrl.models.policy as policy_module
+
+    images = _images(2)
+    out = policy.generate(images, PROMPTS[:2], temperature=0.5, max_new_tokens=10, seed=4)
+    through_logits = _rescore(policy, images, out, lam=0.3, temperature=0.5)
+    monkeypatch.setattr(policy_module, "FUSED_HEAD_MIN_VOCAB", 0)
+    fused = _rescore(policy, images, out, lam=0.3, temperature=0.5)
+    torch.testing.assert_close(fused.logprob, through_logits.logprob, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fused.entropy, through_logits.entropy, atol=1e-4, rtol=1e-4)
+    fused.logprob.sum().backward()
+    assert policy.model.lm_head.weight.grad.abs().sum() > 0
+    policy.zero_grad()
