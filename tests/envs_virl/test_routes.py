@@ -119,3 +119,27 @@ def test_cap_straight_runs_thins_long_roads():
     ]
     with pytest.raises(ValueError, match="max_straight"):
         cap_straight_runs(long_points, 0)
+
+
+def test_the_documented_example_route_plays(tmp_path):
+    from pathlib import Path
+
+    from vlrl.envs.virl import VIRLEnv
+
+    doc = (Path(__file__).resolve().parents[2] / "envs" / "virl" / "ROUTES.md").read_text()
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "demo.json").write_text(example, encoding="utf-8")
+    for action_space, first in [
+        ("absolute", "turn_direction(east)"),
+        ("relative", "turn_direction(left)"),
+    ]:
+        env = VIRLEnv(routes=tmp_path / "demo.json", action_space=action_space)
+        env.reset(seed=0)
+        assert json.loads(env.expert_response())["action"] == first
+        assert "Hotel One is on your right behind; You observe an intersection" not in env.prompt()
+        while True:
+            _, reward, terminated, truncated, info = env.step(env.expert_response())
+            assert reward == 1.0
+            if terminated or truncated:
+                break
+        assert info["success"] and info["num_points"] == 5
