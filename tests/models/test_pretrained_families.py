@@ -108,3 +108,27 @@ def test_missing_and_foreign_folders_are_clear_errors(tmp_path):
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="bert"):
         load_policy(str(tmp_path / "bert"))
+
+
+def test_policy_from_model_saves_whole_and_reloads(folder, tmp_path):
+    import transformers
+    from transformers import AutoProcessor
+
+    from vlrl.models import policy_from_model
+
+    family, path = folder
+    class_name = {
+        "llava_next": "LlavaNextForConditionalGeneration",
+        "mllama": "MllamaForConditionalGeneration",
+    }
+    hf_model = getattr(transformers, class_name[family]).from_pretrained(path)
+    policy = policy_from_model(
+        hf_model, AutoProcessor.from_pretrained(path), value_head_hidden=(32, 16), seed=3
+    )
+    policy.save(tmp_path / "whole")
+    reloaded = load_policy(str(tmp_path / "whole"))
+    assert reloaded.family == family and reloaded.meta["base"] is None
+    images = _images(2)
+    first = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
+    second = reloaded.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
+    assert first.texts == second.texts and torch.equal(first.values, second.values)

@@ -36,6 +36,7 @@ __all__ = [
     "VLMPolicy",
     "ValueHead",
     "load_policy",
+    "policy_from_model",
 ]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -134,6 +135,40 @@ def load_policy(
                 )
     # Eval mode: scoring is deterministic until the trainer opts into dropout with .train().
     return policy.to(device).eval()
+
+
+def policy_from_model(
+    hf_model,
+    processor,
+    *,
+    lora: LoraSettings | None = None,
+    value_head: bool = True,
+    value_head_hidden: tuple[int, int] = DEFAULT_VALUE_HEAD_HIDDEN,
+    seed: int = 0,
+) -> VLMPolicy:
+    """Wrap a transformers model already in memory (e.g. random weights built from a config
+    for a throughput benchmark) with its processor. Saving such a policy writes it whole."""
+    model_type = hf_model.config.model_type
+    if model_type not in _FAMILY_CLASSES:
+        raise ValueError(
+            f"unsupported model type {model_type!r}; supported: {tuple(_FAMILY_CLASSES)}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = _finish(
+            hf_model,
+            processor.tokenizer,
+            family=_FAMILY_CLASSES[model_type][1],
+            image_size=_vision_image_size(hf_model.config),
+            processor=processor,
+            value_head=value_head,
+            value_head_hidden=value_head_hidden,
+            mof_module=None,
+            lora=lora,
+            meta={"format": 1, "base": None},
+            seed=seed,
+        )
+    return policy.to(hf_model.device).eval()
 
 
 def _attach(policy_parts: dict, hf_model, lora: LoraSettings | None, mof_module: MoFVision | None):
@@ -327,32 +362,39 @@ def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
     has_head = meta.get("value_head") is not None
     mof_meta = meta.get("mof")
     if meta.get("base") is None:
-        from transformers import AutoConfig, LlavaForConditionalGeneration
+        import transformers
+        from transformers import AutoConfig, GenerationConfig
 
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
-        tokenizer.padding_side = "left"
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
-        hf_model = LlavaForConditionalGeneration._from_config(
-            config, attn_implementation=attn, dtype=torch_dtype
-        )
-        hf_model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model_class = getattr(transformers, _FAMILY_CLASSES[config.model_type][0])
+        hf_model = model_class._from_config(config, attn_implementation=attn, dtype=torch_dtype)
+        if (folder / "generation_config.json").exists():
+            hf_model.generation_config = GenerationConfig.from_pretrained(folder)
+        if meta.get("tiny"):
+            processor = None
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+            tokenizer.padding_side = "left"
+        else:
+            processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+            tokenizer = processor.tokenizer
         mof_module = None
         if mof_meta:
             dino_config = Dinov2Config.from_json_file(folder / MOF_CONFIG_FILE)
             mof_module = MoFVision(
                 mof_meta["mode"], dino_config, config.text_config.hidden_size, mof_meta["alpha"]
             ).to(torch_dtype)
+        kept = ("format", "base", "tiny", "answer_token")
         policy = _finish(
             hf_model,
             tokenizer,
-            family="llava",
+            family=meta["family"],
             image_size=meta["image_size"],
-            processor=None,
+            processor=processor,
             value_head=has_head,
             value_head_hidden=widths,
             mof_module=mof_module,
             lora=lora,
-            meta={k: meta[k] for k in ("format", "base", "tiny", "answer_token")},
+            meta={k: meta[k] for k in kept if k in meta},
             seed=seed,
         )
     else:

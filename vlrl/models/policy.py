@@ -649,6 +649,7 @@ class VLMPolicy(nn.Module):
             }
         else:
             self._hf.config.save_pretrained(folder)
+            self._hf.generation_config.save_pretrained(folder)
         save_file(
             {name: tensor.detach().contiguous().cpu().clone() for name, tensor in state.items()},
             folder / POLICY_WEIGHTS_FILE,
