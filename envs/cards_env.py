@@ -20,6 +20,7 @@ from gymnasium import spaces
 from vlrl.envs import prompts
 from vlrl.envs.render import (
     NUM_SUITS,
+    RowCache,
     blackjack_renderer,
     cards_renderer,
     numberline_renderer,
@@ -168,11 +169,18 @@ class PointsView(GameView):
         self.face_rule = face_rule
         self.n_cards = int(np.asarray(games.cards).shape[1])
         self.renderer = cards_renderer(self.image_size, self.n_cards, "row")
+        self._cache = RowCache()
         self.operators = "".join(a for a in self.action_names if not a.isdigit())
 
     def images(self, finished: np.ndarray | None = None) -> np.ndarray:
-        formulas = [self.games.formula(i) for i in range(self.games.num_envs)]
-        return self.renderer.render(self.games.cards, self.games.suits, formulas)
+        ranks, suits = np.asarray(self.games.cards), np.asarray(self.games.suits)
+        base = self._cache.update(
+            np.concatenate([ranks, suits], axis=1),
+            lambda rows, out: self.renderer.render_base(ranks[rows], suits[rows], out, rows),
+        )
+        images = base.copy()
+        self.renderer.paint_formulas(images, self.texts())
+        return images
 
     def texts(self) -> list[str]:
         return [self.games.formula(i) for i in range(self.games.num_envs)]
@@ -247,6 +255,7 @@ class BlackjackView(GameView):
     def __init__(self, games: Any, image_size: int) -> None:
         super().__init__(games, image_size)
         self.renderer = blackjack_renderer(self.image_size)
+        self._cache = RowCache()
 
     def _suits(self, name: str, ranks: np.ndarray) -> np.ndarray:
         suits = getattr(self.games, name, None)
@@ -261,13 +270,22 @@ class BlackjackView(GameView):
         dealer = np.asarray(self.games.dealer_cards)
         player = np.asarray(self.games.player_cards)
         hide = np.ones(dealer.shape[0], bool) if finished is None else ~np.asarray(finished, bool)
-        return self.renderer.render(
-            dealer,
-            player,
-            self._suits("dealer_suits", dealer),
-            self._suits("player_suits", player),
-            hide,
+        dealer_suits = self._suits("dealer_suits", dealer)
+        player_suits = self._suits("player_suits", player)
+        keys = np.concatenate([dealer, player, dealer_suits, player_suits, hide[:, None]], axis=1)
+        cached = self._cache.update(
+            keys.astype(np.int16),
+            lambda rows, out: self.renderer.render(
+                dealer[rows],
+                player[rows],
+                dealer_suits[rows],
+                player_suits[rows],
+                hide[rows],
+                out,
+                rows,
+            ),
         )
+        return cached.copy()
 
     def info(self, i: int) -> dict[str, Any]:
         return {

@@ -42,6 +42,8 @@ NUMBERLINE_INK = (0, 0, 0)
 FORMULA_CHARSET = "0123456789+-*/()=.? "
 
 MIN_IMAGE_SIZE = 32
+# Largest NumberLine atlas of whole images kept in memory (beyond it: two half-images).
+FULL_ATLAS_BYTES = 256 * 2**20
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont:
@@ -242,6 +244,19 @@ class GlyphAtlas:
             masks[i] = np.asarray(image, np.float32) / 255.0
         self.masks = masks
 
+    def solid_cells(self, background, color) -> np.ndarray:
+        """Every glyph as an opaque uint8 cell [n, h, w, 3] of ``color`` on ``background``.
+
+        Where the text sits on a uniform background, drawing is then a plain gather.
+        """
+        key = (tuple(background), tuple(color))
+        cache = self.__dict__.setdefault("_solid", {})
+        if key not in cache:
+            a = self.masks[..., None]
+            cells = np.asarray(background, np.float32) * (1 - a) + np.asarray(color, np.float32) * a
+            cache[key] = (cells + 0.5).astype(np.uint8)
+        return cache[key]
+
     def encode(self, texts: list[str], length: int) -> np.ndarray:
         """Glyph indices [N, length] for ``texts``, cut or padded with blanks."""
         out = np.zeros((len(texts), length), np.int32)
@@ -325,10 +340,25 @@ class NumberLineRenderer:
                 rows[value] = canvas
             self.halves.append(rows)
 
+        # Every (target, current) image whole, when that stays small (36 images for the
+        # default n_max = 5): rendering is then a single contiguous gather.
+        states = (self.n_max + 1) ** 2
+        self.full = None
+        if states * size * size * 3 <= FULL_ATLAS_BYTES:
+            self.full = np.concatenate(
+                [
+                    np.repeat(self.halves[0], self.n_max + 1, axis=0),
+                    np.tile(self.halves[1], (self.n_max + 1, 1, 1, 1)),
+                ],
+                axis=1,
+            )
+
     def render(self, targets: np.ndarray, currents: np.ndarray) -> np.ndarray:
         """Images uint8 [N, S, S, 3] for integer arrays ``targets`` and ``currents`` [N]."""
         targets = np.clip(np.asarray(targets, np.int64), 0, self.n_max)
         currents = np.clip(np.asarray(currents, np.int64), 0, self.n_max)
+        if self.full is not None:
+            return np.take(self.full, targets * (self.n_max + 1) + currents, axis=0)
         return np.concatenate([self.halves[0][targets], self.halves[1][currents]], axis=1)
 
 
@@ -396,34 +426,56 @@ class CardsRenderer:
             self.formula_left = gap + label_alpha.shape[1] + gap
             self.chars_per_row = (size - self.formula_left - gap) // self.glyphs.cell_width
 
+    def render_base(
+        self,
+        ranks: np.ndarray,
+        suits: np.ndarray,
+        out: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Images uint8 [N, S, S, 3] of the table and the cards, without the formula.
+
+        With ``out`` and ``rows`` the N images are drawn into ``out[rows]`` instead."""
+        ranks = np.asarray(ranks, np.int64)
+        suits = np.asarray(suits, np.int64)
+        n = ranks.shape[0]
+        if out is None:
+            images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
+            index: np.ndarray | slice = slice(None)
+        else:
+            images = out
+            index = np.asarray(rows, np.int64)
+        images[index] = self.background
+        codes = np.clip(ranks, 0, NUM_RANKS - 1) * NUM_SUITS + np.clip(suits, 0, NUM_SUITS - 1)
+        for slot, (top, left) in enumerate(self.slots[: ranks.shape[1]]):
+            images[index, top : top + self.card_h, left : left + self.card_w] = self.atlas[
+                codes[:, slot]
+            ]
+        return images
+
+    def paint_formulas(self, images: np.ndarray, formulas: list[str]) -> None:
+        """Draw each row's formula into ``images`` in place (the formula area is rewritten)."""
+        if not self.formula_rows:
+            return
+        cells = self.glyphs.solid_cells(TABLE_GREEN, TEXT_LIGHT)
+        per_row = self.chars_per_row
+        n = images.shape[0]
+        height, width = self.glyphs.cell_height, per_row * self.glyphs.cell_width
+        rows = [_wrap_formula(f, per_row, self.formula_rows) for f in formulas]
+        for row in range(self.formula_rows):
+            chunk = [r[row] if row < len(r) else "" for r in rows]
+            codes = self.glyphs.encode(chunk, per_row)
+            block = cells[codes].transpose(0, 2, 1, 3, 4).reshape(n, height, width, 3)
+            top = self.formula_top + row * height
+            images[:, top : top + height, self.formula_left : self.formula_left + width] = block
+
     def render(
         self, ranks: np.ndarray, suits: np.ndarray, formulas: list[str] | None = None
     ) -> np.ndarray:
         """Images uint8 [N, S, S, 3]; ``ranks``/``suits`` int [N, k]; formulas one per row."""
-        ranks = np.asarray(ranks, np.int64)
-        suits = np.asarray(suits, np.int64)
-        n = ranks.shape[0]
-        images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
-        images[:] = self.background
-        codes = np.clip(ranks, 0, NUM_RANKS - 1) * NUM_SUITS + np.clip(suits, 0, NUM_SUITS - 1)
-        for slot, (top, left) in enumerate(self.slots[: ranks.shape[1]]):
-            images[:, top : top + self.card_h, left : left + self.card_w] = self.atlas[
-                codes[:, slot]
-            ]
-        if self.formula_rows and formulas is not None:
-            rows = [_wrap_formula(f, self.chars_per_row, self.formula_rows) for f in formulas]
-            per_row = self.chars_per_row
-            for row in range(self.formula_rows):
-                chunk = [r[row] if row < len(r) else "" for r in rows]
-                if not any(chunk):
-                    break
-                self.glyphs.paint(
-                    images,
-                    self.glyphs.encode(chunk, per_row),
-                    self.formula_top + row * self.glyphs.cell_height,
-                    self.formula_left,
-                    TEXT_LIGHT,
-                )
+        images = self.render_base(ranks, suits)
+        if formulas is not None:
+            self.paint_formulas(images, formulas)
         return images
 
 
@@ -470,14 +522,22 @@ class BlackjackRenderer:
         dealer_suits: np.ndarray,
         player_suits: np.ndarray,
         hide_hole_card: np.ndarray,
+        out: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """Images uint8 [N, S, S, 3]. Ranks are -1 padded [N, M]; ``hide_hole_card`` bool [N]
-        draws the dealer's second card face down."""
+        draws the dealer's second card face down. With ``out`` and ``rows``, the N images
+        are drawn into ``out[rows]`` instead, and ``out`` is returned."""
         dealer_ranks = np.asarray(dealer_ranks, np.int64)
         player_ranks = np.asarray(player_ranks, np.int64)
         n = dealer_ranks.shape[0]
-        images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
-        images[:] = self.background
+        if out is None:
+            images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
+            rows = np.arange(n)
+        else:
+            images = out
+            rows = np.asarray(rows, np.int64)
+        images[rows] = self.background
         for row, (ranks, suits) in enumerate(
             ((dealer_ranks, np.asarray(dealer_suits)), (player_ranks, np.asarray(player_suits)))
         ):
@@ -490,11 +550,37 @@ class BlackjackRenderer:
             # (count, slot) for the whole group.
             for count in np.unique(counts):
                 members = np.nonzero(counts == count)[0]
+                targets = rows[members]
                 for slot, left in enumerate(self._lefts(int(count))):
-                    images[members, top : top + self.card_h, left : left + self.card_w] = (
+                    images[targets, top : top + self.card_h, left : left + self.card_w] = (
                         self.atlas[codes[members, slot]]
                     )
         return images
+
+
+class RowCache:
+    """Per-env images kept between steps and redrawn only where the env's state changed.
+
+    ``update(keys, draw)`` compares each row of ``keys`` (any integer state that decides
+    the image) with the previous call; ``draw(rows, out)`` must draw the images of
+    those env rows into ``out[rows]`` (or return new images when ``out`` is None, the
+    first time). It returns the cache itself, which callers copy before handing it out.
+    """
+
+    def __init__(self) -> None:
+        self.images: np.ndarray | None = None
+        self.keys: np.ndarray | None = None
+
+    def update(self, keys: np.ndarray, draw) -> np.ndarray:
+        keys = np.ascontiguousarray(keys)
+        if self.images is None or self.keys is None or self.keys.shape != keys.shape:
+            self.images = draw(np.arange(keys.shape[0]), None)
+        else:
+            changed = np.nonzero((self.keys != keys).any(axis=tuple(range(1, keys.ndim))))[0]
+            if changed.size:
+                draw(changed, self.images)
+        self.keys = keys.copy()
+        return self.images
 
 
 @lru_cache(maxsize=32)

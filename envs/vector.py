@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium.spaces import Discrete, MultiDiscrete
+from gymnasium.spaces import Dict, Discrete, MultiDiscrete, Tuple
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from vlrl.envs.cards_env import (
@@ -83,11 +83,29 @@ class CardsVectorEnv(VectorEnv):
         self.games = self.view.games
         self.action_names = list(self.view.action_names)
         self.single_observation_space = observation_space(int(image_size))
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._observation_space: Dict | None = None
         self.single_action_space = Discrete(len(self.action_names))
         self.action_space = MultiDiscrete(np.full(self.num_envs, len(self.action_names)))
         self._images: np.ndarray | None = None
         self._texts: list[str] = []
+
+    @property
+    def observation_space(self) -> Dict:
+        """The batched observation space, built on first use.
+
+        Lazy because a batched Box materialises its bounds (two arrays as large as the
+        image batch); and built by hand because gymnasium's ``batch_space`` deep-copies
+        the Text space once per env (seconds at N in the thousands), where one shared
+        Text instance describes the same batch.
+        """
+        if self._observation_space is None:
+            self._observation_space = Dict(
+                {
+                    "image": batch_space(self.single_observation_space["image"], self.num_envs),
+                    "text": Tuple([self.single_observation_space["text"]] * self.num_envs),
+                }
+            )
+        return self._observation_space
 
     # ------------------------------------------------------------------ gym API
 
@@ -197,9 +215,9 @@ class CardsVectorEnv(VectorEnv):
             infos["usable_ace"] = np.asarray(games.usable_ace, bool)
         mask = self.legal_mask()
         infos["legal_mask"] = mask
+        rows, columns = np.nonzero(mask)
         legal = np.empty(self.num_envs, dtype=object)
-        for i in range(self.num_envs):
-            legal[i] = np.nonzero(mask[i])[0]
+        legal[:] = np.split(columns, np.cumsum(np.bincount(rows, minlength=self.num_envs))[:-1])
         infos["legal_actions"] = legal
         infos["success"] = np.asarray(games.success, bool) & finished
         present = np.ones(self.num_envs, bool)
