@@ -115,20 +115,56 @@ PYBIND11_MODULE(_core, m) {
           py::arg("formula"), py::arg("values"), py::arg("target"),
           "Verify UTF-8 formula bytes: (outcome, has_value, num, den, numbers).");
 
-    m.def("verify_outcomes",
-          [](const std::vector<std::string>& formulas, const std::vector<int64_t>& values,
-             int64_t target) {
-              std::vector<int> outcomes(formulas.size());
+    m.def("verify_batch",
+          [](const py::list& formulas,
+             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& hands,
+             const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& targets) {
+              // Borrow each str's UTF-8 buffer (no copy for ASCII str); `keep` holds
+              // the strings while the GIL is released. A str that cannot be encoded
+              // (lone surrogates) is a syntax error, as in vlrl.cards.verify.
+              const size_t n = formulas.size();
+              if (hands.ndim() != 2 || static_cast<size_t>(hands.shape(0)) != n) {
+                  throw std::invalid_argument("hands must be a 2-D array with one row per formula");
+              }
+              if (targets.ndim() != 1 || static_cast<size_t>(targets.shape(0)) != n) {
+                  throw std::invalid_argument("targets must be a 1-D array with one entry per formula");
+              }
+              const size_t k = static_cast<size_t>(hands.shape(1));
+              std::vector<py::object> keep;
+              std::vector<std::pair<const char*, py::ssize_t>> texts(n, {nullptr, -1});
+              keep.reserve(n);
+              for (size_t i = 0; i < n; ++i) {
+                  py::object item = formulas[i];
+                  if (!PyUnicode_Check(item.ptr())) throw py::type_error("formulas must be str");
+                  py::ssize_t size = 0;
+                  const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &size);
+                  if (data == nullptr) {
+                      PyErr_Clear();
+                  } else {
+                      texts[i] = {data, size};
+                  }
+                  keep.push_back(std::move(item));
+              }
+              py::array_t<int8_t> outcomes(static_cast<py::ssize_t>(n));
+              int8_t* out = outcomes.mutable_data();
+              const int64_t* hand = hands.data();
+              const int64_t* target = targets.data();
               {
                   py::gil_scoped_release release;
-                  for (size_t k = 0; k < formulas.size(); ++k) {
-                      outcomes[k] = static_cast<int>(verify(formulas[k], values, target).outcome);
+                  VerifyScratch scratch;
+                  for (size_t i = 0; i < n; ++i) {
+                      out[i] = texts[i].first == nullptr
+                                   ? static_cast<int8_t>(Outcome::syntax_error)
+                                   : static_cast<int8_t>(verify_into(
+                                         texts[i].first, static_cast<size_t>(texts[i].second),
+                                         hand + i * k, k, target[i], scratch, nullptr));
                   }
               }
               return outcomes;
           },
-          py::arg("formulas"), py::arg("values"), py::arg("target"),
-          "Outcome codes (index into OUTCOMES) for many formulas against one hand.");
+          py::arg("formulas"), py::arg("hands"), py::arg("targets"),
+          "Outcome codes (int8 index into outcome_names()) of str formulas, one hand row "
+          "and one target per formula.");
 
     m.def("outcome_names", [] {
         std::vector<std::string> names;

@@ -30,21 +30,9 @@ SuitFilter parse_suit_filter(const std::string& name) {
 
 namespace {
 
-std::vector<Card> build_deck(SuitFilter suits) {
-    int first = 0;
-    int last = kNumSuits - 1;
-    if (suits == SuitFilter::black) last = 1;
-    if (suits == SuitFilter::red) first = 2;
-    std::vector<Card> deck;
-    for (int s = first; s <= last; ++s) {
-        for (int r = 0; r < kNumRanks; ++r) deck.push_back({static_cast<int8_t>(r), static_cast<int8_t>(s)});
-    }
-    return deck;
-}
-
-bool has_face(const std::vector<Card>& hand) {
-    for (const Card& c : hand) {
-        if (is_face(c.rank)) return true;
+bool has_face(const Card* hand, int n_cards) {
+    for (int i = 0; i < n_cards; ++i) {
+        if (is_face(hand[i].rank)) return true;
     }
     return false;
 }
@@ -52,30 +40,41 @@ bool has_face(const std::vector<Card>& hand) {
 }  // namespace
 
 std::vector<Card> draw_hand(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits) {
-    std::vector<Card> deck = build_deck(suits);
-    const int size = static_cast<int>(deck.size());
+    if (n_cards < 1) throw std::invalid_argument("n_cards must be >= 1");
+    std::vector<Card> hand(static_cast<size_t>(n_cards));
+    draw_hand_into(rng, n_cards, sampling, suits, hand.data());
+    return hand;
+}
+
+void draw_hand_into(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits, Card* hand) {
+    // The deck lives on the stack: this runs on every Points24 reset.
+    Card deck[kNumRanks * kNumSuits];
+    int size = 0;
+    int first = 0;
+    int last = kNumSuits - 1;
+    if (suits == SuitFilter::black) last = 1;
+    if (suits == SuitFilter::red) first = 2;
+    for (int s = first; s <= last; ++s) {
+        for (int r = 0; r < kNumRanks; ++r) deck[size++] = {static_cast<int8_t>(r), static_cast<int8_t>(s)};
+    }
     if (n_cards < 1) throw std::invalid_argument("n_cards must be >= 1");
     if (sampling != Sampling::with_replacement && n_cards > size) {
         throw std::invalid_argument("n_cards = " + std::to_string(n_cards) +
                                     " exceeds the deck of " + std::to_string(size) + " cards");
     }
-    std::vector<Card> hand;
-    hand.reserve(static_cast<size_t>(n_cards));
     if (sampling == Sampling::with_replacement) {
-        for (int i = 0; i < n_cards; ++i) {
-            hand.push_back(deck[static_cast<size_t>(rng.below(static_cast<uint64_t>(size)))]);
-        }
-        return hand;
+        for (int i = 0; i < n_cards; ++i) hand[i] = deck[rng.below(static_cast<uint64_t>(size))];
+        return;
     }
     for (;;) {
-        // Partial Fisher-Yates on a fresh copy: the first n_cards slots are the hand.
-        std::vector<Card> cards = deck;
+        // Partial Fisher-Yates: the first n_cards slots become the hand. Starting
+        // from a permuted deck instead of a fresh one still gives a uniform draw.
         for (int i = 0; i < n_cards; ++i) {
             const int j = i + static_cast<int>(rng.below(static_cast<uint64_t>(size - i)));
-            std::swap(cards[static_cast<size_t>(i)], cards[static_cast<size_t>(j)]);
+            std::swap(deck[i], deck[j]);
+            hand[i] = deck[i];
         }
-        hand.assign(cards.begin(), cards.begin() + n_cards);
-        if (sampling == Sampling::deck || has_face(hand)) return hand;
+        if (sampling == Sampling::deck || has_face(hand, n_cards)) return;
     }
 }
 

@@ -47,6 +47,9 @@ FaceRule parse_face_rule(const std::string& name);
 Sampling parse_sampling(const std::string& name);
 SuitFilter parse_suit_filter(const std::string& name);
 
+// Draws one hand into out[0..n_cards) (no solvability condition, no allocation).
+void draw_hand_into(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits, Card* out);
+
 // Draws one hand from rng (no solvability condition). Throws
 // std::invalid_argument when n_cards does not fit the deck.
 std::vector<Card> draw_hand(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits);

@@ -1,4 +1,7 @@
 // Tokenizer, recursive-descent parser and exact evaluator; rules in formula.h.
+//
+// The lexer runs on the fly (no token array) and the caller's scratch buffers
+// receive the numbers, so the common case allocates nothing.
 #include "formula.h"
 
 #include <algorithm>
@@ -20,13 +23,7 @@ const char* outcome_name(Outcome outcome) {
 
 namespace {
 
-enum class Tok : uint8_t { number, plus, minus, star, slash, lparen, rparen, equals, end };
-
-struct Token {
-    Tok kind;
-    bool literal_overflow;  // only for numbers
-    int64_t value;          // only for numbers
-};
+enum class Tok : uint8_t { number, plus, minus, star, slash, lparen, rparen, equals, end, invalid };
 
 // Value with the evaluation status of the subexpression that produced it.
 // Status order: ok < overflow < division_by_zero (the higher one wins).
@@ -36,52 +33,6 @@ struct Value {
     EvalStatus status;
     Rational r;
 };
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-// Returns false on a character outside the language.
-bool tokenize(const char* text, size_t length, std::vector<Token>& tokens) {
-    size_t i = 0;
-    while (i < length) {
-        const char c = text[i];
-        if (is_space(c)) {
-            ++i;
-            continue;
-        }
-        if (c >= '0' && c <= '9') {
-            int64_t value = 0;
-            bool overflow = false;
-            while (i < length && text[i] >= '0' && text[i] <= '9') {
-                const int64_t digit = text[i] - '0';
-                if (!overflow) {
-                    if (value > (INT64_MAX - digit) / 10) {
-                        overflow = true;
-                    } else {
-                        value = value * 10 + digit;
-                    }
-                }
-                ++i;
-            }
-            tokens.push_back({Tok::number, overflow, overflow ? 0 : value});
-            continue;
-        }
-        Tok kind;
-        switch (c) {
-            case '+': kind = Tok::plus; break;
-            case '-': kind = Tok::minus; break;
-            case '*': kind = Tok::star; break;
-            case '/': kind = Tok::slash; break;
-            case '(': kind = Tok::lparen; break;
-            case ')': kind = Tok::rparen; break;
-            case '=': kind = Tok::equals; break;
-            default: return false;
-        }
-        tokens.push_back({kind, false, 0});
-        ++i;
-    }
-    tokens.push_back({Tok::end, false, 0});
-    return true;
-}
 
 Value combine(const Value& a, const Value& b, Tok op) {
     const EvalStatus worst = std::max(a.status, b.status);
@@ -99,29 +50,87 @@ Value combine(const Value& a, const Value& b, Tok op) {
     return {EvalStatus::ok, out};
 }
 
-// Parses and evaluates at once; a syntax error stops everything (it outranks
-// every evaluation status), evaluation errors flow up as Value::status.
+// Lexer + parser + evaluator. A syntax error stops parsing (it outranks every
+// evaluation status); evaluation errors flow up as Value::status. After a
+// syntax error the rest of the text is still lexed, because the numbers (left
+// of the first "=") and the "illegal character" verdict cover the whole text.
 class Parser {
   public:
-    explicit Parser(const std::vector<Token>& tokens) : tokens_(tokens) {}
+    Parser(const char* text, size_t length, std::vector<int64_t>& numbers)
+        : text_(text), length_(length), numbers_(numbers) {
+        numbers_.clear();
+        advance();
+    }
 
+    // Returns false on a syntax error. Afterwards numbers_ holds the formula's
+    // numbers (empty when a character was invalid or a literal overflowed).
     bool parse_formula(Value& out) {
-        if (!parse_expr(out, 0)) return false;
-        if (peek() == Tok::equals) {
-            ++pos_;
-            if (peek() == Tok::number) ++pos_;  // the claimed result is ignored
+        bool ok = parse_expr(out, 0);
+        if (ok && kind_ == Tok::equals) {
+            advance();
+            if (kind_ == Tok::number) advance();  // the claimed result is ignored
         }
-        return peek() == Tok::end;
+        ok = ok && kind_ == Tok::end;
+        while (kind_ != Tok::end) advance();  // lex the remainder for numbers/validity
+        if (invalid_char_ || literal_overflow_) numbers_.clear();
+        return ok && !invalid_char_;
     }
 
   private:
-    Tok peek() const { return tokens_[pos_].kind; }
+    static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+    void advance() {
+        if (kind_ == Tok::equals) seen_equals_ = true;
+        while (pos_ < length_ && is_space(text_[pos_])) ++pos_;
+        if (pos_ >= length_) {
+            kind_ = Tok::end;
+            return;
+        }
+        const char c = text_[pos_];
+        if (c >= '0' && c <= '9') {
+            int64_t value = 0;
+            bool overflow = false;
+            while (pos_ < length_ && text_[pos_] >= '0' && text_[pos_] <= '9') {
+                const int64_t digit = text_[pos_] - '0';
+                if (!overflow) {
+                    if (value > (INT64_MAX - digit) / 10) {
+                        overflow = true;
+                    } else {
+                        value = value * 10 + digit;
+                    }
+                }
+                ++pos_;
+            }
+            kind_ = Tok::number;
+            number_ = value;
+            number_overflow_ = overflow;
+            if (!seen_equals_) {
+                literal_overflow_ |= overflow;
+                if (!literal_overflow_) numbers_.push_back(value);
+            }
+            return;
+        }
+        ++pos_;
+        switch (c) {
+            case '+': kind_ = Tok::plus; return;
+            case '-': kind_ = Tok::minus; return;
+            case '*': kind_ = Tok::star; return;
+            case '/': kind_ = Tok::slash; return;
+            case '(': kind_ = Tok::lparen; return;
+            case ')': kind_ = Tok::rparen; return;
+            case '=': kind_ = Tok::equals; return;
+            default:
+                kind_ = Tok::invalid;
+                invalid_char_ = true;
+                return;
+        }
+    }
 
     bool parse_expr(Value& out, int depth) {
         if (!parse_term(out, depth)) return false;
-        while (peek() == Tok::plus || peek() == Tok::minus) {
-            const Tok op = peek();
-            ++pos_;
+        while (kind_ == Tok::plus || kind_ == Tok::minus) {
+            const Tok op = kind_;
+            advance();
             Value rhs;
             if (!parse_term(rhs, depth)) return false;
             out = combine(out, rhs, op);
@@ -131,9 +140,9 @@ class Parser {
 
     bool parse_term(Value& out, int depth) {
         if (!parse_factor(out, depth)) return false;
-        while (peek() == Tok::star || peek() == Tok::slash) {
-            const Tok op = peek();
-            ++pos_;
+        while (kind_ == Tok::star || kind_ == Tok::slash) {
+            const Tok op = kind_;
+            advance();
             Value rhs;
             if (!parse_factor(rhs, depth)) return false;
             out = combine(out, rhs, op);
@@ -142,104 +151,109 @@ class Parser {
     }
 
     bool parse_factor(Value& out, int depth) {
-        const Token& tok = tokens_[pos_];
-        if (tok.kind == Tok::number) {
-            ++pos_;
-            if (tok.literal_overflow) {
+        if (kind_ == Tok::number) {
+            if (number_overflow_) {
                 out = {EvalStatus::overflow, {}};
             } else {
-                out = {EvalStatus::ok, {tok.value, 1}};
+                out = {EvalStatus::ok, {number_, 1}};
             }
+            advance();
             return true;
         }
-        if (tok.kind == Tok::lparen) {
+        if (kind_ == Tok::lparen) {
             if (depth + 1 > kMaxDepth) return false;
-            ++pos_;
+            advance();
             if (!parse_expr(out, depth + 1)) return false;
-            if (peek() != Tok::rparen) return false;
-            ++pos_;
+            if (kind_ != Tok::rparen) return false;
+            advance();
             return true;
         }
         return false;
     }
 
-    const std::vector<Token>& tokens_;
+    const char* text_;
+    size_t length_;
     size_t pos_ = 0;
+    Tok kind_ = Tok::end;
+    int64_t number_ = 0;
+    bool number_overflow_ = false;
+    bool seen_equals_ = false;
+    bool literal_overflow_ = false;
+    bool invalid_char_ = false;
+    std::vector<int64_t>& numbers_;
 };
+
+// Parses into scratch numbers; returns syntax_error, division_by_zero,
+// overflow, or correct (= evaluated) with the value.
+Outcome evaluate_into(const char* text, size_t length, std::vector<int64_t>& numbers,
+                      Rational& value_out) {
+    Parser parser(text, length, numbers);
+    Value value{EvalStatus::ok, {}};
+    if (!parser.parse_formula(value)) return Outcome::syntax_error;
+    switch (value.status) {
+        case EvalStatus::ok: value_out = value.r; return Outcome::correct;
+        case EvalStatus::overflow: return Outcome::overflow;
+        default: return Outcome::division_by_zero;
+    }
+}
 
 }  // namespace
 
 Evaluation evaluate(const char* text, size_t length) {
     Evaluation result;
-    std::vector<Token> tokens;
-    tokens.reserve(length / 2 + 2);
-    if (!tokenize(text, length, tokens)) {
-        result.status = Outcome::syntax_error;
-        return result;
-    }
-    // Numbers are the literals left of the first "=": the claimed result of a
-    // trailing "= N" is not one of the formula's numbers.
-    size_t expression_end = tokens.size();
-    for (size_t i = 0; i < tokens.size(); ++i) {
-        if (tokens[i].kind == Tok::equals) {
-            expression_end = i;
-            break;
-        }
-    }
-    bool any_literal_overflow = false;
-    for (size_t i = 0; i < expression_end; ++i) {
-        if (tokens[i].kind == Tok::number) any_literal_overflow |= tokens[i].literal_overflow;
-    }
-    if (!any_literal_overflow) {
-        for (size_t i = 0; i < expression_end; ++i) {
-            if (tokens[i].kind == Tok::number) result.numbers.push_back(tokens[i].value);
-        }
-    }
-    Parser parser(tokens);
-    Value value{EvalStatus::ok, {}};
-    if (!parser.parse_formula(value)) {
-        result.status = Outcome::syntax_error;
-        return result;
-    }
-    switch (value.status) {
-        case EvalStatus::ok:
-            result.status = Outcome::correct;
-            result.value = value.r;
-            break;
-        case EvalStatus::overflow: result.status = Outcome::overflow; break;
-        case EvalStatus::division_by_zero: result.status = Outcome::division_by_zero; break;
-    }
+    result.status = evaluate_into(text, length, result.numbers, result.value);
     return result;
+}
+
+Outcome verify_into(const char* text, size_t length, const int64_t* values, size_t n_values,
+                    int64_t target, VerifyScratch& scratch, Rational* value_out) {
+    Rational value;
+    const Outcome status = evaluate_into(text, length, scratch.numbers, value);
+    if (status != Outcome::correct) return status;
+    if (value_out != nullptr) *value_out = value;
+
+    const std::vector<int64_t>& numbers = scratch.numbers;
+    if (n_values <= 32 && numbers.size() <= 64) {
+        // Small hands (every real one): linear scans beat sorting.
+        for (int64_t number : numbers) {
+            bool known = false;
+            for (size_t c = 0; c < n_values && !known; ++c) known = values[c] == number;
+            if (!known) return Outcome::unknown_number;
+        }
+        if (numbers.size() != n_values) return Outcome::card_count;
+        uint32_t used = 0;
+        for (int64_t number : numbers) {
+            size_t c = 0;
+            while (c < n_values && (((used >> c) & 1U) != 0 || values[c] != number)) ++c;
+            if (c == n_values) return Outcome::card_count;  // this value already used up
+            used |= 1U << c;
+        }
+    } else {
+        scratch.sorted_cards.assign(values, values + n_values);
+        std::sort(scratch.sorted_cards.begin(), scratch.sorted_cards.end());
+        for (int64_t number : numbers) {
+            if (!std::binary_search(scratch.sorted_cards.begin(), scratch.sorted_cards.end(),
+                                    number)) {
+                return Outcome::unknown_number;
+            }
+        }
+        scratch.sorted_numbers.assign(numbers.begin(), numbers.end());
+        std::sort(scratch.sorted_numbers.begin(), scratch.sorted_numbers.end());
+        if (scratch.sorted_numbers != scratch.sorted_cards) return Outcome::card_count;
+    }
+    return value.den == 1 && value.num == target ? Outcome::correct : Outcome::wrong_value;
 }
 
 Verdict verify(const char* text, size_t length, const int64_t* values, size_t n_values,
                int64_t target) {
-    Evaluation ev = evaluate(text, length);
+    VerifyScratch scratch;
     Verdict verdict;
-    verdict.numbers = std::move(ev.numbers);
-    if (ev.status != Outcome::correct) {
-        verdict.outcome = ev.status;
-        return verdict;
-    }
-    verdict.has_value = true;
-    verdict.value = ev.value;
-
-    std::vector<int64_t> cards(values, values + n_values);
-    std::sort(cards.begin(), cards.end());
-    for (int64_t number : verdict.numbers) {
-        if (!std::binary_search(cards.begin(), cards.end(), number)) {
-            verdict.outcome = Outcome::unknown_number;
-            return verdict;
-        }
-    }
-    std::vector<int64_t> used = verdict.numbers;
-    std::sort(used.begin(), used.end());
-    if (used != cards) {
-        verdict.outcome = Outcome::card_count;
-        return verdict;
-    }
-    const bool hit = ev.value.den == 1 && ev.value.num == target;
-    verdict.outcome = hit ? Outcome::correct : Outcome::wrong_value;
+    verdict.outcome = verify_into(text, length, values, n_values, target, scratch, &verdict.value);
+    verdict.numbers = std::move(scratch.numbers);
+    verdict.has_value = verdict.outcome == Outcome::correct ||
+                        verdict.outcome == Outcome::wrong_value ||
+                        verdict.outcome == Outcome::unknown_number ||
+                        verdict.outcome == Outcome::card_count;
     return verdict;
 }
 

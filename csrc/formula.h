@@ -63,8 +63,20 @@ struct Verdict {
     std::vector<int64_t> numbers;
 };
 
+// Buffers reused across calls so that verifying many formulas allocates nothing
+// once they have grown (one per thread; not shared between threads).
+struct VerifyScratch {
+    std::vector<int64_t> numbers;
+    std::vector<int64_t> sorted_cards;
+    std::vector<int64_t> sorted_numbers;
+};
+
 // Parses and evaluates; status is correct, syntax_error, division_by_zero or overflow.
 Evaluation evaluate(const char* text, size_t length);
+
+// Allocation-free core of verify: numbers land in scratch.numbers.
+Outcome verify_into(const char* text, size_t length, const int64_t* values, size_t n_values,
+                    int64_t target, VerifyScratch& scratch, Rational* value_out);
 
 Verdict verify(const char* text, size_t length, const int64_t* values, size_t n_values,
                int64_t target);

@@ -28,7 +28,8 @@
 #pragma once
 
 #include <algorithm>
-#include <unordered_map>
+#include <map>
+#include <mutex>
 
 #include "batch.h"
 #include "cards.h"
@@ -75,6 +76,7 @@ class PointsBatch final : public GameBatch {
         tokens_.assign(n * static_cast<size_t>(max_steps_), 0);
         n_tokens_.assign(n, 0);
         solvable_.assign(n, 0);
+        if (n_cards_ <= 4) dense_.assign(static_cast<size_t>(14 * 14 * 14 * 14), -1);
         reset(nullptr);
     }
 
@@ -93,20 +95,27 @@ class PointsBatch final : public GameBatch {
     // The formula typed so far in env i (no "=").
     std::string formula(int i) const {
         std::string text;
+        render_formula(i, text);
+        return text;
+    }
+
+    void render_formula(int i, std::string& text) const {
+        text.clear();
         const size_t base = static_cast<size_t>(i) * static_cast<size_t>(max_steps_);
         bool previous_number = false;
         for (int t = 0; t < n_tokens_[static_cast<size_t>(i)]; ++t) {
             const int code = tokens_[base + static_cast<size_t>(t)];
             if (code < n_numbers_) {
                 if (previous_number) text += ' ';
-                text += std::to_string(code + 1);
+                const int number = code + 1;
+                if (number >= 10) text += static_cast<char>('0' + number / 10);
+                text += static_cast<char>('0' + number % 10);
                 previous_number = true;
             } else {
                 text += operators_[static_cast<size_t>(code - n_numbers_)];
                 previous_number = false;
             }
         }
-        return text;
     }
 
   protected:
@@ -114,13 +123,14 @@ class PointsBatch final : public GameBatch {
         const size_t u = static_cast<size_t>(i);
         const size_t k = static_cast<size_t>(n_cards_);
         Rng& rng = rng_[u];
-        std::vector<Card> hand;
+        Card hand[kMaxSolverCards];
         if (kind_ == Kind::ez) {
-            hand = deal_ez(rng);
+            deal_ez(rng, hand);
         } else {
-            hand = draw_hand(rng, n_cards_, sampling_, suits_);
+            draw_hand_into(rng, n_cards_, sampling_, suits_, hand);
         }
-        std::vector<int64_t> vals(k);
+        std::vector<int64_t>& vals = hand_values_;
+        vals.resize(k);
         for (size_t c = 0; c < k; ++c) {
             cards_[u * k + c] = hand[c].rank;
             suits_state_[u * k + c] = hand[c].suit;
@@ -130,7 +140,7 @@ class PointsBatch final : public GameBatch {
             vals[c] = v;
         }
         n_tokens_[u] = 0;
-        solvable_[u] = is_solvable(vals);
+        solvable_[u] = is_solvable(vals);  // sorts vals (a scratch copy)
     }
 
     float step_env(int i, int action, bool& terminated, bool& truncated) override {
@@ -153,11 +163,12 @@ class PointsBatch final : public GameBatch {
                 append(u, action);
             }
         } else if (operators_[static_cast<size_t>(action - n_numbers_)] == '=') {
-            const std::string text = formula(i);
-            std::vector<int64_t> vals(k);
-            for (size_t c = 0; c < k; ++c) vals[c] = values_[u * k + c];
-            const Verdict verdict = verify(text, vals, target_);
-            reward = verdict.outcome == Outcome::correct ? 10.0f : -1.0f;
+            render_formula(i, formula_buffer_);
+            card_buffer_.resize(k);
+            for (size_t c = 0; c < k; ++c) card_buffer_[c] = values_[u * k + c];
+            const Outcome outcome = verify_into(formula_buffer_.data(), formula_buffer_.size(),
+                                                card_buffer_.data(), k, target_, scratch_, nullptr);
+            reward = outcome == Outcome::correct ? 10.0f : -1.0f;
             terminated = true;
         } else {
             append(u, action);
@@ -187,7 +198,7 @@ class PointsBatch final : public GameBatch {
         ++n_tokens_[u];
     }
 
-    std::vector<Card> deal_ez(Rng& rng) const {
+    void deal_ez(Rng& rng, Card* hand) const {
         const int rank1 = 1 + static_cast<int>(rng.below(12));  // 2..K
         const int v1 = card_value(rank1, FaceRule::ten);
         int candidates[2];
@@ -207,18 +218,37 @@ class PointsBatch final : public GameBatch {
         }
         const int s1 = first_suit + static_cast<int>(rng.below(static_cast<uint64_t>(n_suits)));
         const int s2 = first_suit + static_cast<int>(rng.below(static_cast<uint64_t>(n_suits)));
-        return {{static_cast<int8_t>(rank1), static_cast<int8_t>(s1)},
-                {static_cast<int8_t>(rank2), static_cast<int8_t>(s2)}};
+        hand[0] = {static_cast<int8_t>(rank1), static_cast<int8_t>(s1)};
+        hand[1] = {static_cast<int8_t>(rank2), static_cast<int8_t>(s2)};
     }
 
-    uint8_t is_solvable(std::vector<int64_t> vals) {
+    uint8_t is_solvable(std::vector<int64_t>& vals) {
         std::sort(vals.begin(), vals.end());
         uint64_t key = 0;
-        for (int64_t v : vals) key = key * 16 + static_cast<uint64_t>(v);
-        auto it = solvable_cache_.find(key);
-        if (it != solvable_cache_.end()) return it->second;
-        const uint8_t answer = solve(vals, target_, nullptr) ? 1 : 0;
-        solvable_cache_.emplace(key, answer);
+        for (int64_t v : vals) key = key * 14 + static_cast<uint64_t>(v);
+        // Dense per-engine table for hands of up to 4 cards (14^4 entries),
+        // backed by the shared cache: a reset then costs one array read.
+        if (!dense_.empty()) {
+            int8_t& slot = dense_[key];
+            if (slot < 0) slot = static_cast<int8_t>(solvable_cached(key * 8 + vals.size(), vals, target_));
+            return static_cast<uint8_t>(slot);
+        }
+        return solvable_cached(key * 8 + vals.size(), vals, target_);
+    }
+
+    // One cache shared by every engine (most hands repeat across engines and
+    // envs); guarded because steps run without the GIL.
+    static uint8_t solvable_cached(uint64_t key, const std::vector<int64_t>& vals, int64_t target) {
+        static std::mutex mutex;
+        static std::map<std::pair<int64_t, uint64_t>, uint8_t> cache;
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            auto it = cache.find({target, key});
+            if (it != cache.end()) return it->second;
+        }
+        const uint8_t answer = solve(vals, target, nullptr) ? 1 : 0;
+        std::lock_guard<std::mutex> lock(mutex);
+        cache.emplace(std::make_pair(target, key), answer);
         return answer;
     }
 
@@ -239,7 +269,11 @@ class PointsBatch final : public GameBatch {
     std::vector<int8_t> tokens_;
     std::vector<int32_t> n_tokens_;
     std::vector<uint8_t> solvable_;
-    std::unordered_map<uint64_t, uint8_t> solvable_cache_;
+    std::vector<int8_t> dense_;
+    std::string formula_buffer_;
+    std::vector<int64_t> card_buffer_;
+    std::vector<int64_t> hand_values_;
+    VerifyScratch scratch_;
 };
 
 }  // namespace vlrl

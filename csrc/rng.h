@@ -46,15 +46,23 @@ struct Rng {
         return result;
     }
 
-    // Uniform integer in [0, n) for n >= 1, without modulo bias: draws below
-    // 2^64 mod n are rejected so that the remaining range is a multiple of n.
+    // Uniform integer in [0, n) for n >= 1, without bias: Lemire's
+    // multiply-shift reduction with rejection of the low products below
+    // 2^64 mod n (a division only happens on the rare rejection branch).
     uint64_t below(uint64_t n) {
         if (n <= 1) return 0;
-        const uint64_t threshold = (0 - n) % n;  // == 2^64 mod n
-        for (;;) {
-            const uint64_t x = next();
-            if (x >= threshold) return x % n;
+        uint64_t x = next();
+        unsigned __int128 m = static_cast<unsigned __int128>(x) * n;
+        uint64_t low = static_cast<uint64_t>(m);
+        if (low < n) {
+            const uint64_t threshold = (0 - n) % n;  // == 2^64 mod n
+            while (low < threshold) {
+                x = next();
+                m = static_cast<unsigned __int128>(x) * n;
+                low = static_cast<uint64_t>(m);
+            }
         }
+        return static_cast<uint64_t>(m >> 64);
     }
 
     // Uniform integer in [lo, hi] (inclusive), lo <= hi.

@@ -43,6 +43,7 @@ own rejection-sampling range reduction), so seeds reproduce across platforms.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -63,6 +64,7 @@ __all__ = [
     "sample_hand",
     "solve",
     "verify",
+    "verify_batch",
 ]
 
 OUTCOMES: tuple[str, ...] = tuple(_core.outcome_names())
@@ -131,13 +133,35 @@ def verify(formula: str, values: list[int], target: int) -> Verdict:
     """
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a str, got {type(formula).__name__}")
-    cards = _check_values(values)
-    goal = _check_int64("target", target)
     # surrogatepass: lone surrogates reach the core as bytes (then a syntax error)
     # instead of raising UnicodeEncodeError here.
     encoded = formula.encode("utf-8", "surrogatepass")
-    outcome, has_value, num, den, numbers = _core.verify(encoded, cards, goal)
+    try:
+        outcome, has_value, num, den, numbers = _core.verify(encoded, values, target)
+    except TypeError:
+        # The core refused the hand or target: say precisely what is wrong with them.
+        _check_values(values)
+        _check_int64("target", target)
+        raise
     return Verdict(outcome, Fraction(num, den) if has_value else None, numbers)
+
+
+def verify_batch(
+    formulas: Sequence[str], hands: np.ndarray | Sequence[Sequence[int]], target: int | np.ndarray
+) -> np.ndarray:
+    """Outcome codes (int8, index into ``OUTCOMES``) of many formulas in one core call.
+
+    ``hands`` is [M, k] (one row of card values per formula), ``target`` a scalar or an
+    [M] array. Same rules as ``verify``; the GIL is released while it runs. Use it where
+    throughput matters (reward computation over a batch); ``verify`` gives the value and
+    numbers too.
+    """
+    texts = formulas if isinstance(formulas, list) else list(formulas)  # core checks str
+    hand_array = np.asarray(hands, dtype=np.int64)
+    if hand_array.ndim != 2 or hand_array.shape[0] != len(texts):
+        raise ValueError(f"hands must have shape [{len(texts)}, k], got {hand_array.shape}")
+    targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (len(texts),))
+    return _core.verify_batch(texts, hand_array, np.ascontiguousarray(targets))
 
 
 def solve(values: list[int], target: int) -> str | None:
