@@ -30,6 +30,8 @@ DEFAULT_SPEC = CITIES["new_york"]
 # Panels in the grid, in the prompt's reading order, with their offset from the heading.
 PANEL_OFFSETS = {"front": 0.0, "right": 90.0, "back": 180.0, "left": 270.0}
 PANEL_CORNERS = {"front": (0, 0), "right": (0, 1), "back": (1, 0), "left": (1, 1)}
+# Below this panel size a view label would hide the view; the prompt states the layout.
+MIN_LABELLED_PANEL = 96
 
 
 @lru_cache(maxsize=64)
@@ -58,7 +60,8 @@ def _wrap(name: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
 
 def _draw_sign(draw: ImageDraw.ImageDraw, name: str, centre_x: float, panel: int, spec) -> None:
     """A signboard with ``name``: as big as fits half the panel width."""
-    max_width = int(panel * 0.58)
+    # Small panels (a tiny VLM's input) give the sign the whole width: legibility first.
+    max_width = int(panel * 0.58) if panel >= 96 else panel - 2
     size = max(6, panel // 7)
     while True:
         font = _font(size)
@@ -171,7 +174,8 @@ def render_point(
             view = _load(point.images[name], base_dir, panel)
         else:
             view = _panel(point, (point.heading + PANEL_OFFSETS[name]) % 360.0, panel, spec, salt)
-            _label(view, name, panel)
+            if panel >= MIN_LABELLED_PANEL:
+                _label(view, name, panel)
         row, col = PANEL_CORNERS[name]
         grid.paste(view, (col * panel, row * panel))
     draw = ImageDraw.Draw(grid)
