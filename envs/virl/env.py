@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,16 @@ class VIRLEnv(gym.Env):
             loaded = load_routes(routes) if isinstance(routes, str | Path) else list(routes)
             if not loaded:
                 raise ValueError("routes is an empty list")
+            # Copies, so the caller's Route objects keep their own points.
+            loaded = [
+                dataclasses.replace(
+                    route, points=cap_straight_runs(route.points, self.max_straight)
+                )
+                for route in loaded
+            ]
             for route in loaded:
-                route.points = cap_straight_runs(route.points, self.max_straight)
-                for text in [*route.instruction, *route.landmark_names()]:
+                overrides = [p.observation for p in route.points if p.observation]
+                for text in [*route.instruction, *route.landmark_names(), *overrides]:
                     charset.update(text)
             self.routes = loaded
             self.city = city

@@ -280,3 +280,28 @@ def test_street_views_render_identically_and_distinctly():
     Image.fromarray(ood).save(OUTPUT / "virl_vl_hong_kong.png")
     # The sky colour differs between cities: the visual OOD split is real in pixels.
     assert not np.array_equal(ood[20, 100], images[0][20, 100])
+
+
+def test_unicode_route_texts_stay_inside_the_observation_space(tmp_path):
+    route = route_to_dict(generate_routes("new_york", 1, seed=2)[0])
+    route["destination"] = "Café de la Presse ☕"
+    route["instruction"][-1] = (
+        "Move forward until the destination Café de la Presse ☕ is on your right."
+    )
+    route["points"][-1]["landmarks"] = [{"name": "Café de la Presse ☕", "bearing": 90.0}]
+    # An override must agree with the point's landmarks and intersection (the check's truth).
+    route["points"][0]["landmarks"] = []
+    route["points"][0]["observation"] = "Straße ahead; No landmarks nearby" + (
+        "; You observe an intersection" if route["points"][0]["intersection"] else ""
+    )
+    (tmp_path / "r.json").write_text(json.dumps(route, ensure_ascii=False), encoding="utf-8")
+    env = VIRLEnv(routes=tmp_path / "r.json")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert "Straße" in obs["text"]
+    _, infos = play_expert(env, seed=0)
+    assert infos[-1]["success"]
+    original = generate_routes("new_york", 1, seed=2)[0]
+    points_before = list(original.points)
+    VIRLEnv(routes=[original], max_straight=1)
+    assert original.points == points_before  # the env does not edit the caller's routes
