@@ -17,7 +17,7 @@ The card games take action indices into ``env.unwrapped.action_names``;
 GeneralPoints takes the model's whole text as its action. Every env's unwrapped object
 has ``prompt(cot)``, ``expert_response(cot)``, ``answer_key`` and ``takes_text_action``.
 ``vlrl.envs.vector.CardsVectorEnv`` steps N card games in one C++ call with batched
-rendering.
+rendering; ``gym.make_vec("vlrl/Points24-v0", num_envs=N)`` returns one.
 """
 
 from __future__ import annotations
@@ -36,10 +36,24 @@ ENV_IDS = {
 }
 
 
+VECTOR_ENTRY_POINTS = {
+    "vlrl/NumberLine-v0": "vlrl.envs.vector:make_numberline",
+    "vlrl/EZPoints-v0": "vlrl.envs.vector:make_ezpoints",
+    "vlrl/Points24-v0": "vlrl.envs.vector:make_points24",
+    "vlrl/Blackjack-v0": "vlrl.envs.vector:make_blackjack",
+}
+
+
 def _register() -> None:
+    # The card games' vector entry point is the batched C++ vector env, so
+    # ``gym.make_vec(id, num_envs=N)`` returns a CardsVectorEnv.
     for env_id, entry_point in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=VECTOR_ENTRY_POINTS.get(env_id),
+            )
 
 
 _register()

@@ -19,7 +19,6 @@ import numpy as np
 from gymnasium import spaces
 from vlrl.envs import prompts
 from vlrl.envs.render import (
-    NUM_SUITS,
     RowCache,
     blackjack_renderer,
     cards_renderer,
@@ -255,37 +254,27 @@ class BlackjackView(GameView):
     def __init__(self, games: Any, image_size: int) -> None:
         super().__init__(games, image_size)
         self.renderer = blackjack_renderer(self.image_size)
-        self._cache = RowCache()
-
-    def _suits(self, name: str, ranks: np.ndarray) -> np.ndarray:
-        suits = getattr(self.games, name, None)
-        if suits is not None:
-            return np.asarray(suits)
-        # Suits do not matter in Blackjack; without them from the core, derive a fixed
-        # one per (slot, rank) so that equal states still render identically.
-        slots = np.arange(ranks.shape[1])[None, :]
-        return (ranks * 7 + slots * 3) % NUM_SUITS
+        # The images of the last call and the tile codes they show, updated tile by tile.
+        self._images: np.ndarray | None = None
+        self._codes: tuple[np.ndarray, np.ndarray] | None = None
 
     def images(self, finished: np.ndarray | None = None) -> np.ndarray:
         dealer = np.asarray(self.games.dealer_cards)
         player = np.asarray(self.games.player_cards)
         hide = np.ones(dealer.shape[0], bool) if finished is None else ~np.asarray(finished, bool)
-        dealer_suits = self._suits("dealer_suits", dealer)
-        player_suits = self._suits("player_suits", player)
-        keys = np.concatenate([dealer, player, dealer_suits, player_suits, hide[:, None]], axis=1)
-        cached = self._cache.update(
-            keys.astype(np.int16),
-            lambda rows, out: self.renderer.render(
-                dealer[rows],
-                player[rows],
-                dealer_suits[rows],
-                player_suits[rows],
-                hide[rows],
-                out,
-                rows,
-            ),
+        codes = self.renderer.codes(
+            dealer,
+            player,
+            np.asarray(self.games.dealer_suits),
+            np.asarray(self.games.player_suits),
+            hide,
         )
-        return cached.copy()
+        if self._images is None or self._codes is None or self._codes[1].shape != codes[1].shape:
+            self._images = self.renderer.draw(codes)
+        else:
+            self.renderer.redraw(self._images, self._codes, codes)
+        self._codes = codes
+        return self._images.copy()
 
     def info(self, i: int) -> dict[str, Any]:
         return {

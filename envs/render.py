@@ -42,6 +42,8 @@ NUMBERLINE_INK = (0, 0, 0)
 FORMULA_CHARSET = "0123456789+-*/()=.? "
 
 MIN_IMAGE_SIZE = 32
+# Cards a fanned Blackjack row shows at one fixed step; longer hands squeeze tighter.
+MAX_FANNED = 12
 # Largest NumberLine atlas of whole images kept in memory (beyond it: two half-images).
 FULL_ATLAS_BYTES = 256 * 2**20
 
@@ -484,6 +486,11 @@ class BlackjackRenderer:
 
     Rows hold any number of cards: beyond what fits side by side, the cards overlap
     like a fanned hand, every rank corner staying visible.
+
+    Cards are tiles of one atlas (faces, the back, and an empty table tile), so an
+    image is described by two code rows (dealer, player). ``draw`` renders from codes;
+    ``redraw`` updates earlier images in place, copying only the tiles whose code
+    changed (a hit changes one tile, a reset four or five).
     """
 
     def __init__(self, image_size: int) -> None:
@@ -497,7 +504,10 @@ class BlackjackRenderer:
         self.card_h = row_h
         self.card_w = min(int(row_h / 1.45), (size - 5 * gap) // 4)
         self.gap = gap
-        self.atlas = card_atlas(self.card_w, self.card_h)
+        empty = np.empty((1, self.card_h, self.card_w, 3), np.uint8)
+        empty[:] = TABLE_GREEN
+        self.tiles = np.concatenate([card_atlas(self.card_w, self.card_h), empty])
+        self.empty = CARD_BACK + 1
         self.background = np.empty((size, size, 3), np.uint8)
         self.background[:] = TABLE_GREEN
         self.row_tops = []
@@ -507,13 +517,109 @@ class BlackjackRenderer:
             top += label_h + gap
             self.row_tops.append(top)
             top += row_h + 2 * gap
+        step = self.card_w + gap
+        self.fit = 1 + (size - 2 * gap - self.card_w) // step  # cards side by side
+
+    def _layout(self, counts: np.ndarray) -> np.ndarray:
+        """Layout class per row: 0 side by side, 1 fanned at the fixed step, else the
+        card count (fanned tighter still, beyond MAX_FANNED cards)."""
+        counts = np.asarray(counts)
+        return np.where(counts <= self.fit, 0, np.where(counts <= MAX_FANNED, 1, counts))
 
     def _lefts(self, count: int) -> list[int]:
         width = self.image_size - 2 * self.gap
-        step = self.card_w + self.gap
-        if count > 1 and (count - 1) * step + self.card_w > width:
+        if count <= self.fit:
+            step = self.card_w + self.gap
+        elif count <= MAX_FANNED:
+            # A fixed step for every fanned count: a hit then adds one tile on top
+            # without moving the others.
+            step = (width - self.card_w) // (MAX_FANNED - 1)
+        else:
             step = (width - self.card_w) // (count - 1)
         return [self.gap + i * step for i in range(count)]
+
+    def codes(
+        self,
+        dealer_ranks: np.ndarray,
+        player_ranks: np.ndarray,
+        dealer_suits: np.ndarray,
+        player_suits: np.ndarray,
+        hide_hole_card: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Tile codes [N, M] of the dealer's and the player's row (-1 padded ranks)."""
+        rows = []
+        for ranks, suits in ((dealer_ranks, dealer_suits), (player_ranks, player_suits)):
+            ranks = np.asarray(ranks, np.int64)
+            suits = np.clip(np.asarray(suits, np.int64), 0, NUM_SUITS - 1)
+            rows.append(np.where(ranks >= 0, np.clip(ranks, 0, 12) * NUM_SUITS + suits, self.empty))
+        dealer = rows[0]
+        if dealer.shape[1] > 1:
+            hidden = np.asarray(hide_hole_card, bool) & (dealer[:, 1] != self.empty)
+            dealer[:, 1] = np.where(hidden, CARD_BACK, dealer[:, 1])
+        return dealer, rows[1]
+
+    def _draw_band(self, images: np.ndarray, rows: np.ndarray, codes: np.ndarray, top: int) -> None:
+        """Clear the card band of ``images[rows]`` and lay out ``codes`` (their rows) anew."""
+        band = slice(top, top + self.card_h)
+        images[rows, band] = TABLE_GREEN
+        counts = (codes != self.empty).sum(axis=1)
+        # Rows with the same card count share the slot positions: one copy per
+        # (count, slot) for the whole group.
+        for count in np.unique(counts):
+            members = np.nonzero(counts == count)[0]
+            for slot, left in enumerate(self._lefts(int(count))):
+                images[rows[members], band, left : left + self.card_w] = self.tiles[
+                    codes[members, slot]
+                ]
+
+    def draw(self, codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """New images uint8 [N, S, S, 3] from the two code rows."""
+        n = codes[0].shape[0]
+        images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
+        images[:] = self.background
+        everyone = np.arange(n)
+        for band, band_codes in enumerate(codes):
+            self._draw_band(images, everyone, band_codes, self.row_tops[band])
+        return images
+
+    def redraw(
+        self,
+        images: np.ndarray,
+        old: tuple[np.ndarray, np.ndarray],
+        new: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Bring ``images`` (drawn from codes ``old``) up to codes ``new``, in place.
+
+        Side by side, only the tiles whose code changed are copied. Fanned, tiles
+        overlap, so everything from the first changed slot on is laid again. A row
+        whose layout changes (or whose fanned hand shrinks) gets its band redrawn.
+        """
+        for band, (before, after) in enumerate(zip(old, new, strict=True)):
+            top = self.row_tops[band]
+            before_n = (before != self.empty).sum(axis=1)
+            after_n = (after != self.empty).sum(axis=1)
+            layout = self._layout(after_n)
+            full = (self._layout(before_n) != layout) | ((layout != 0) & (after_n < before_n))
+            changed = before != after
+            first = np.where(changed.any(axis=1), changed.argmax(axis=1), after.shape[1])
+            last = int(np.max(np.where(full, 0, np.maximum(before_n, after_n)), initial=0))
+            side_step = self.card_w + self.gap
+            fan_lefts = self._lefts(MAX_FANNED)
+            for slot in range(min(after.shape[1], last)):
+                side = np.nonzero(~full & (layout == 0) & changed[:, slot])[0]
+                fan = np.nonzero(~full & (layout == 1) & (slot >= first) & (slot < after_n))[0]
+                for rows, left in (
+                    (side, self.gap + slot * side_step),
+                    (fan, fan_lefts[min(slot, MAX_FANNED - 1)]),
+                ):
+                    if rows.size:
+                        images[rows, top : top + self.card_h, left : left + self.card_w] = (
+                            self.tiles[after[rows, slot]]
+                        )
+            rows = np.nonzero(full | (layout > 1))[0]
+            rows = rows[(changed[rows].any(axis=1)) | full[rows]]
+            if rows.size:
+                self._draw_band(images, rows, after[rows], top)
 
     def render(
         self,
@@ -522,40 +628,12 @@ class BlackjackRenderer:
         dealer_suits: np.ndarray,
         player_suits: np.ndarray,
         hide_hole_card: np.ndarray,
-        out: np.ndarray | None = None,
-        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """Images uint8 [N, S, S, 3]. Ranks are -1 padded [N, M]; ``hide_hole_card`` bool [N]
-        draws the dealer's second card face down. With ``out`` and ``rows``, the N images
-        are drawn into ``out[rows]`` instead, and ``out`` is returned."""
-        dealer_ranks = np.asarray(dealer_ranks, np.int64)
-        player_ranks = np.asarray(player_ranks, np.int64)
-        n = dealer_ranks.shape[0]
-        if out is None:
-            images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
-            rows = np.arange(n)
-        else:
-            images = out
-            rows = np.asarray(rows, np.int64)
-        images[rows] = self.background
-        for row, (ranks, suits) in enumerate(
-            ((dealer_ranks, np.asarray(dealer_suits)), (player_ranks, np.asarray(player_suits)))
-        ):
-            codes = np.clip(ranks, 0, NUM_RANKS - 1) * NUM_SUITS + np.clip(suits, 0, 3)
-            if row == 0 and ranks.shape[1] > 1:
-                codes[:, 1] = np.where(np.asarray(hide_hole_card, bool), CARD_BACK, codes[:, 1])
-            counts = (ranks >= 0).sum(axis=1)
-            top = self.row_tops[row]
-            # Rows with the same card count share the same slot positions: one copy per
-            # (count, slot) for the whole group.
-            for count in np.unique(counts):
-                members = np.nonzero(counts == count)[0]
-                targets = rows[members]
-                for slot, left in enumerate(self._lefts(int(count))):
-                    images[targets, top : top + self.card_h, left : left + self.card_w] = (
-                        self.atlas[codes[members, slot]]
-                    )
-        return images
+        draws the dealer's second card face down."""
+        return self.draw(
+            self.codes(dealer_ranks, player_ranks, dealer_suits, player_suits, hide_hole_card)
+        )
 
 
 class RowCache:

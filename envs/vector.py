@@ -224,3 +224,23 @@ class CardsVectorEnv(VectorEnv):
         for key in list(infos):
             infos["_" + key] = present
         return infos
+
+
+def make_numberline(num_envs: int, **kwargs: Any) -> CardsVectorEnv:
+    """Vector entry point of vlrl/NumberLine-v0 (``gym.make_vec``)."""
+    return CardsVectorEnv("NumberLine", num_envs, **kwargs)
+
+
+def make_ezpoints(num_envs: int, **kwargs: Any) -> CardsVectorEnv:
+    """Vector entry point of vlrl/EZPoints-v0."""
+    return CardsVectorEnv("EZPoints", num_envs, **kwargs)
+
+
+def make_points24(num_envs: int, **kwargs: Any) -> CardsVectorEnv:
+    """Vector entry point of vlrl/Points24-v0."""
+    return CardsVectorEnv("Points24", num_envs, **kwargs)
+
+
+def make_blackjack(num_envs: int, **kwargs: Any) -> CardsVectorEnv:
+    """Vector entry point of vlrl/Blackjack-v0."""
+    return CardsVectorEnv("Blackjack", num_envs, **kwargs)

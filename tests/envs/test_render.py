@@ -120,3 +120,33 @@ def test_save_png_sample(name):
     )
     assert (OUTPUT / f"{name}.png").stat().st_size > 1000
     assert image.std() > 10  # not a blank image
+
+
+def test_blackjack_tile_redraw_equals_a_fresh_draw():
+    renderer = render.blackjack_renderer(128)
+    rng = np.random.default_rng(0)
+    n, width = 40, 12
+
+    def random_codes():
+        dealer = np.full((n, width), -1)
+        player = np.full((n, width), -1)
+        dealer_count = rng.integers(2, 8, n)
+        player_count = rng.integers(2, width + 1, n)  # side by side, fanned, squeezed
+        for i in range(n):
+            dealer[i, : dealer_count[i]] = rng.integers(0, 13, dealer_count[i])
+            player[i, : player_count[i]] = rng.integers(0, 13, player_count[i])
+        suits = rng.integers(0, 4, (n, width))
+        return renderer.codes(dealer, player, suits, suits, rng.random(n) < 0.5)
+
+    old = random_codes()
+    images = renderer.draw(old)
+    for step in range(12):
+        new = random_codes()
+        if step % 2:  # a hit: the same hands with one more card where there is room
+            new = (old[0].copy(), old[1].copy())
+            counts = (new[1] != renderer.empty).sum(axis=1)
+            room = np.nonzero(counts < width)[0]
+            new[1][room, counts[room]] = rng.integers(0, 52, room.size)
+        renderer.redraw(images, old, new)
+        assert np.array_equal(images, renderer.draw(new))
+        old = new

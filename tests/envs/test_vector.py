@@ -31,6 +31,19 @@ def test_spaces_and_shapes(game):
     assert infos["_success"].all()
 
 
+def test_make_vec_returns_the_batched_vector_env():
+    import gymnasium as gym
+    import vlrl.envs  # noqa: F401
+
+    envs = gym.make_vec("vlrl/Blackjack-v0", num_envs=4, image_size=64, natural=True)
+    assert isinstance(envs, CardsVectorEnv) and envs.num_envs == 4
+    observations, _ = envs.reset(seed=0)
+    assert observations["image"].shape == (4, 64, 64, 3)
+    sync = gym.make_vec("vlrl/NumberLine-v0", num_envs=2, vectorization_mode="sync", image_size=64)
+    observations, _ = sync.reset(seed=0)
+    assert observations["image"].shape == (2, 64, 64, 3)
+
+
 def test_registered_id_and_rules_are_accepted():
     envs = CardsVectorEnv("vlrl/Points24-v0", 3, face_rule="11-12-13", suits="red", image_size=64)
     envs.reset(seed=0)
