@@ -88,14 +88,24 @@ def token_char_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[t
     span and the character goes to the token that completes it.
     """
     ids = [int(token) for token in token_ids]
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    prefixes = tokenizer.batch_decode(
-        [ids[: i + 1] for i in range(len(ids))], skip_special_tokens=True
-    )
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # the Rust decoder directly: no per-id Python conversion
+        text = backend.decode(ids, skip_special_tokens=True)
+        prefixes = backend.decode_batch(
+            [ids[: i + 1] for i in range(len(ids))], skip_special_tokens=True
+        )
+    else:
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        prefixes = tokenizer.batch_decode(
+            [ids[: i + 1] for i in range(len(ids))], skip_special_tokens=True
+        )
     offsets: list[tuple[int, int]] = []
     previous_end = 0
     for prefix in prefixes:
-        end = len(os.path.commonprefix([prefix, text]))
+        # A prefix that ends inside a character decodes to a replacement char: fall back
+        # to the common prefix, so that token gets an empty span.
+        fits = text.startswith(prefix)
+        end = len(prefix) if fits else len(os.path.commonprefix([prefix, text]))
         end = max(end, previous_end)
         offsets.append((previous_end, end))
         previous_end = end
