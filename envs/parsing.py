@@ -86,6 +86,8 @@ def choose_action(
     ``legal_mask`` given: the fallback draws among the legal actions only (an extracted
     action is kept even when illegal: the env's rules decide what an illegal move does).
     """
+    if len(action_names) == 0:
+        raise ValueError("choose_action needs a non-empty action set")
     index = extract_action(text, action_names)
     if index is not None:
         return index, False
@@ -107,6 +109,11 @@ def parse_action(
     generator is given, so seeded runs stay reproducible.
     """
     base = env.unwrapped
+    if getattr(base, "takes_text_action", False) or not getattr(base, "action_names", None):
+        raise TypeError(
+            f"{type(base).__name__} takes the model's whole text as its action: pass the text "
+            "to step(), which applies f itself"
+        )
     mask = base.legal_mask() if legal_only else None
     generator = rng if rng is not None else base.np_random
     return choose_action(text, base.action_names, mask, generator)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium.spaces import Dict, Discrete, MultiDiscrete, Tuple
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from vlrl.envs.cards_env import (
@@ -113,6 +114,9 @@ class CardsVectorEnv(VectorEnv):
         if seed is None:
             self.games.reset()
         else:
+            # Also seeds np_random, which parse_actions' fallback draws from.
+            first = int(np.asarray(seed).ravel()[0]) if np.ndim(seed) else int(seed)
+            self._np_random, self._np_random_seed = seeding.np_random(first)
             seeds = (
                 np.asarray(seed, dtype=np.uint64)
                 if isinstance(seed, list | tuple | np.ndarray)

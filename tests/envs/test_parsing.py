@@ -162,3 +162,10 @@ def test_canonical_card_spellings():
         None,
         None,
     ]
+
+
+def test_parse_action_refuses_text_action_envs_with_a_clear_error():
+    env = gym.make("vlrl/GeneralPoints-v0")
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="step"):
+        parse_action(env, '{"formula": "1+2"}')

@@ -100,6 +100,12 @@ def test_batch_helpers_match_the_single_view():
     assert all(mask[i, a] for i, a in enumerate(actions))
     with pytest.raises(ValueError, match="6 texts"):
         envs.parse_actions(["x"])
+    # Fallback draws come from the env's generator, seeded by reset(seed=...).
+    envs.reset(seed=9)
+    first, _ = envs.parse_actions(["?"] * 6)
+    envs.reset(seed=9)
+    second, _ = envs.parse_actions(["?"] * 6)
+    assert np.array_equal(first, second)
 
 
 def test_bad_actions_are_refused_before_anything_moves():
