@@ -60,7 +60,13 @@ class GameView:
         self.image_size = int(image_size)
         self.action_names: list[str] = list(games.action_names)
 
-    def images(self, finished: np.ndarray | None = None) -> np.ndarray:
+    def images(
+        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The batch's images uint8 [N, S, S, 3], written into ``out`` when given.
+
+        ``finished`` flags envs whose episode just ended (Blackjack then shows the
+        dealer's hole card)."""
         raise NotImplementedError
 
     def texts(self) -> list[str]:
@@ -89,8 +95,10 @@ class NumberLineView(GameView):
         super().__init__(games, image_size)
         self.renderer = numberline_renderer(self.image_size, int(n_max))
 
-    def images(self, finished: np.ndarray | None = None) -> np.ndarray:
-        return self.renderer.render(self.games.target, self.games.current)
+    def images(
+        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self.renderer.render(self.games.target, self.games.current, out)
 
     def info(self, i: int) -> dict[str, Any]:
         return {"target": int(self.games.target[i]), "current": int(self.games.current[i])}
@@ -171,13 +179,17 @@ class PointsView(GameView):
         self._cache = RowCache()
         self.operators = "".join(a for a in self.action_names if not a.isdigit())
 
-    def images(self, finished: np.ndarray | None = None) -> np.ndarray:
+    def images(
+        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         ranks, suits = np.asarray(self.games.cards), np.asarray(self.games.suits)
         base = self._cache.update(
             np.concatenate([ranks, suits], axis=1),
             lambda rows, out: self.renderer.render_base(ranks[rows], suits[rows], out, rows),
         )
-        images = base.copy()
+        images = base.copy() if out is None else out
+        if out is not None:
+            np.copyto(out, base)
         self.renderer.paint_formulas(images, self.texts())
         return images
 
@@ -258,7 +270,9 @@ class BlackjackView(GameView):
         self._images: np.ndarray | None = None
         self._codes: tuple[np.ndarray, np.ndarray] | None = None
 
-    def images(self, finished: np.ndarray | None = None) -> np.ndarray:
+    def images(
+        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         dealer = np.asarray(self.games.dealer_cards)
         player = np.asarray(self.games.player_cards)
         hide = np.ones(dealer.shape[0], bool) if finished is None else ~np.asarray(finished, bool)
@@ -274,7 +288,10 @@ class BlackjackView(GameView):
         else:
             self.renderer.redraw(self._images, self._codes, codes)
         self._codes = codes
-        return self._images.copy()
+        if out is None:
+            return self._images.copy()
+        np.copyto(out, self._images)
+        return out
 
     def info(self, i: int) -> dict[str, Any]:
         return {

@@ -355,13 +355,23 @@ class NumberLineRenderer:
                 axis=1,
             )
 
-    def render(self, targets: np.ndarray, currents: np.ndarray) -> np.ndarray:
-        """Images uint8 [N, S, S, 3] for integer arrays ``targets`` and ``currents`` [N]."""
+    def render(
+        self, targets: np.ndarray, currents: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Images uint8 [N, S, S, 3] for integer arrays ``targets`` and ``currents`` [N]
+        (written into ``out`` when given)."""
         targets = np.clip(np.asarray(targets, np.int64), 0, self.n_max)
         currents = np.clip(np.asarray(currents, np.int64), 0, self.n_max)
         if self.full is not None:
-            return np.take(self.full, targets * (self.n_max + 1) + currents, axis=0)
-        return np.concatenate([self.halves[0][targets], self.halves[1][currents]], axis=1)
+            index = targets * (self.n_max + 1) + currents
+            # mode="clip": with "raise", numpy buffers the whole output before writing it.
+            return np.take(self.full, index, axis=0, out=out, mode="clip")
+        if out is None:
+            out = np.empty((targets.shape[0], self.image_size, self.image_size, 3), np.uint8)
+        half = self.halves[0].shape[1]
+        out[:, :half] = self.halves[0][targets]
+        out[:, half:] = self.halves[1][currents]
+        return out
 
 
 class CardsRenderer:

@@ -10,6 +10,7 @@ the trainer needs: ``prompts``, ``expert_responses``, ``expert_actions`` and
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ from vlrl.envs.cards_env import (
 from vlrl.envs.parsing import choose_action
 
 from vlrl import cards
+
+# Image batch arrays kept for reuse (see CardsVectorEnv._buffer).
+POOL_SIZE = 3
 
 GAME_OF_ID = {
     "vlrl/NumberLine-v0": "NumberLine",
@@ -89,6 +93,7 @@ class CardsVectorEnv(VectorEnv):
         self.action_space = MultiDiscrete(np.full(self.num_envs, len(self.action_names)))
         self._images: np.ndarray | None = None
         self._texts: list[str] = []
+        self._pool: list[np.ndarray] = []
 
     @property
     def observation_space(self) -> Dict:
@@ -151,6 +156,7 @@ class CardsVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self._images = None
+        self._pool = []
 
     # ------------------------------------------------------------- agent facing
 
@@ -192,8 +198,27 @@ class CardsVectorEnv(VectorEnv):
 
     # ----------------------------------------------------------------- helpers
 
+    def _buffer(self) -> np.ndarray:
+        """An image batch array nobody outside holds any more, or a new one.
+
+        Fresh arrays of this size cost the kernel a page fault and a zeroing per 4 KiB,
+        several times the rendering itself; so up to POOL_SIZE arrays are reused, each
+        only once its reference count shows that no observation, view or tensor made
+        from it is alive (the pool's own reference, the loop variable and
+        getrefcount's argument make 3). The last returned batch stays with
+        ``render()``, so it is never the one reused.
+        """
+        for buffer in self._pool:
+            if buffer is not self._images and sys.getrefcount(buffer) <= 3:
+                return buffer
+        size = self.single_observation_space["image"].shape
+        buffer = np.empty((self.num_envs, *size), np.uint8)
+        if len(self._pool) < POOL_SIZE:
+            self._pool.append(buffer)
+        return buffer
+
     def _observations(self, finished: np.ndarray) -> dict[str, Any]:
-        self._images = self.view.images(finished)
+        self._images = self.view.images(finished, out=self._buffer())
         self._texts = self.view.texts()
         return {"image": self._images, "text": tuple(self._texts)}
 

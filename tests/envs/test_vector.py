@@ -108,6 +108,32 @@ def test_batch_helpers_match_the_single_view():
     assert np.array_equal(first, second)
 
 
+@pytest.mark.parametrize("game", ["NumberLine", "Points24", "Blackjack"])
+def test_observations_held_by_the_caller_are_never_overwritten(game):
+    envs = CardsVectorEnv(game, 4, seed=0, image_size=48)
+    rng = np.random.default_rng(0)
+    observations, _ = envs.reset(seed=0)
+    held = []
+    for _ in range(12):
+        observations, *_ = envs.step(rng.integers(len(envs.action_names), size=4))
+        held.append((observations["image"], observations["image"].copy()))
+        view = observations["image"][1:3]  # a view keeps its base alive too
+        held.append((view, view.copy()))
+    for array, snapshot in held:
+        assert np.array_equal(array, snapshot)
+
+
+def test_dropped_observation_arrays_are_reused():
+    envs = CardsVectorEnv("NumberLine", 4, seed=0, image_size=48)
+    envs.reset(seed=0)
+    addresses = set()
+    for _ in range(20):
+        observations, *_ = envs.step(envs.expert_actions())
+        addresses.add(observations["image"].__array_interface__["data"][0])
+        del observations
+    assert len(addresses) <= 3
+
+
 def test_bad_actions_are_refused_before_anything_moves():
     envs = CardsVectorEnv("Blackjack", 3, seed=0, image_size=48)
     _, infos = envs.reset(seed=0)
