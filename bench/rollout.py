@@ -15,7 +15,8 @@ time); the ratio column is tokens/s over the batch-1 row's.
 An untrained model rarely samples EOS, so outputs run to ``--max-new-tokens``: the
 figures are per generated token, with the output length fixed by that flag.
 
-Prints a table and one JSON line. Usage: ``python bench/rollout.py [--gpu] [--quick]``.
+Each row is the fastest of ``--repeats`` runs (the CPU is shared). Prints a table and one
+JSON line. Usage: ``python bench/rollout.py [--gpu] [--quick] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per row; the fastest is kept (shared CPU)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
