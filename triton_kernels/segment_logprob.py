@@ -112,7 +112,8 @@ def _segment_logprob_forward_kernel(
         rescale = tl.exp(m - m_new)
         d = x - m_new
         e = tl.exp(d)
-        e_d = tl.where(e > 0.0, e * d, 0.0)
+        # Masked and -inf entries have e = 0 and d = -inf; their e * d term is 0.
+        e_d = e * tl.where(e > 0.0, d, 0.0)
         sum_e_d = rescale * (sum_e_d + (m - m_new) * s) + tl.sum(e_d, axis=0)
         s = rescale * s + tl.sum(e, axis=0)
         m = m_new
@@ -183,7 +184,7 @@ def _segment_logprob_backward_kernel(
         grad = tl.where(cols == target, grad_logp, 0.0) - grad_logp * p
         if HAS_ENTROPY_GRAD:
             # dH/dx_j = -p_j (log p_j + H); p_j = 0 terms are dropped to avoid 0 * -inf.
-            grad -= tl.where(p > 0.0, grad_entropy * p * (log_p + entropy), 0.0)
+            grad -= grad_entropy * p * (tl.where(p > 0.0, log_p, 0.0) + entropy)
         tl.store(out_ptr + cols, grad.to(grad_logits_ptr.dtype.element_ty), mask=mask)
 
     zeros = tl.zeros([BLOCK_V], dtype=grad_logits_ptr.dtype.element_ty)
