@@ -42,6 +42,11 @@ def test_loads_family_and_generates_batched_with_exact_logprobs(folder):
     assert len({ids.numel() for ids in out.prompt_ids}) > 1
     image_id = policy.image_token_id
     assert all(int((ids == image_id).sum()) >= 1 for ids in out.prompt_ids)
+    # Prompts after the first reuse the placeholder count: same ids as the processor's.
+    for image, prompt, ids in zip(images, PROMPTS, out.prompt_ids, strict=True):
+        text = policy._chat_text(prompt, True)
+        direct = policy.processor(images=[image], text=[text], return_tensors="pt")["input_ids"][0]
+        assert torch.equal(direct, ids)
     scores = _rescore(policy, images, out, temperature=0.8)
     for recomputed, sampled in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(recomputed.detach(), sampled, atol=1e-4, rtol=1e-4)

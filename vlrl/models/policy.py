@@ -129,6 +129,7 @@ class VLMPolicy(nn.Module):
         self._suppressed = self._suppressed_ids()
         self._generator_seed = int(seed)
         self._generator: torch.Generator | None = None
+        self._image_token_counts: dict[tuple[int, ...], int] = {}
 
     # ----------------------------------------------------------------- properties
     @property
@@ -249,12 +250,37 @@ class VLMPolicy(nn.Module):
             kwargs = {"add_special_tokens": not (bos and text.startswith(bos))}
             if image is None:
                 out = self.processor(text=[text], return_tensors="pt", **kwargs)
+                encoded.append(out["input_ids"][0].to(torch.long))
             else:
-                out = self.processor(
-                    images=[self._pil(image)], text=[text], return_tensors="pt", **kwargs
-                )
-            encoded.append(out["input_ids"][0].to(torch.long))
+                encoded.append(self._encode_with_image(text, image, kwargs))
         return encoded
+
+    def _encode_with_image(self, text: str, image: np.ndarray, kwargs: dict) -> torch.Tensor:
+        """Token ids with the image placeholder expanded as the processor expands it.
+
+        How many placeholders an image needs depends only on its size, so the processor
+        (which also preprocesses the pixels, the slow part) runs once per image shape for the
+        LLaVA families; later prompts are tokenized directly and the single placeholder
+        repeated that many times.
+        """
+        shape = tuple(np.shape(image))
+        count = self._image_token_counts.get(shape)
+        # Mllama's processor also rewrites the text around its placeholder (BOS after it):
+        # it always runs there.
+        if count is None or self.family == "mllama":
+            out = self.processor(
+                images=[self._pil(image)], text=[text], return_tensors="pt", **kwargs
+            )
+            ids = out["input_ids"][0].to(torch.long)
+            self._image_token_counts[shape] = int((ids == self.image_token_id).sum())
+            return ids
+        ids = self.tokenizer(text, return_tensors="pt", **kwargs)["input_ids"][0].to(torch.long)
+        where = torch.nonzero(ids == self.image_token_id).flatten()
+        if where.numel() != 1:
+            raise ValueError(f"expected one image placeholder in the prompt, found {where.numel()}")
+        at = int(where[0])
+        placeholders = torch.full((count,), self.image_token_id, dtype=torch.long)
+        return torch.cat([ids[:at], placeholders, ids[at + 1 :]])
 
     def _vision_inputs(self, images: Sequence[np.ndarray | None], input_ids: torch.Tensor) -> dict:
         """Model keyword arguments for the images of a (left-padded) batch."""
