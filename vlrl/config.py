@@ -101,6 +101,10 @@ class SFTConfig:
         "GeneralPoints: share of examples that are later turns of a sub-optimal trajectory (wrong tries with verifier messages in the prompt, then the expert answer).",
     )
     max_grad_norm: float = _f(1.0, "Gradient-norm clip of SFT steps.")
+    action_noise: float = _f(
+        0.0,
+        "Card games: share of SFT targets whose action is replaced by a uniformly random one (an imperfect expert; thoughts stay right).",
+    )
 
 
 @dataclass
@@ -250,6 +254,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is Any:
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -46,6 +46,7 @@ def run_sft(
         seed=seed + 7919,
         cot=cot,
         suboptimal_share=sft.suboptimal_share,
+        action_noise=sft.action_noise,
     )
     data_seconds = time.time() - t0
     steps = sft_steps(len(examples), sft.batch_size, sft.epochs, sft.max_steps)
@@ -105,12 +106,12 @@ def run_sft(
                 torch.nn.utils.clip_grad_norm_(params, sft.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             tokens += sum(len(e.prompt) + len(e.response) for e in batch)  # refined below
             if logger is not None and (step % 10 == 0 or step == steps - 1):
                 logger.log(
                     step,
-                    {"sft/loss": float(loss), "sft/lr": scheduler.get_last_lr()[0]},
+                    {"sft/loss": float(loss.detach()), "sft/lr": scheduler.get_last_lr()[0]},
                     phase="sft",
                 )
             if progress is not None:

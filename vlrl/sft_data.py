@@ -53,6 +53,15 @@ def corrupt_answer(response: str, rng: np.random.Generator) -> str:
     return response[: m.start(1)] + formula + response[m.end(1) :]
 
 
+def with_random_action(response: str, action_names: list[str], rng: np.random.Generator) -> str:
+    """The response with its last ``"action"`` value replaced by a uniformly drawn action."""
+    matches = list(re.finditer(r'"action"\s*:\s*"([^"]*)"', response))
+    if not matches or not action_names:
+        return response
+    m = matches[-1]
+    return response[: m.start(1)] + str(rng.choice(action_names)) + response[m.end(1) :]
+
+
 def build_sft_examples(
     env_id: str,
     env_kwargs: dict,
@@ -61,8 +70,13 @@ def build_sft_examples(
     cot: bool = True,
     suboptimal_share: float = 0.0,
     max_wrong_tries: int = 2,
+    action_noise: float = 0.0,
 ) -> list[SFTExample]:
-    """``num_examples`` expert examples from episodes seeded seed, seed + 1, ..."""
+    """``num_examples`` expert examples from episodes seeded seed, seed + 1, ...
+
+    ``action_noise``: share of card-game examples whose target action is replaced by a
+    uniformly random one (an imperfect expert; the trajectory itself follows the expert).
+    """
     from vlrl.envs import parse_action
     from vlrl.evaluate import make_env
 
@@ -90,8 +104,11 @@ def build_sft_examples(
         while not done and len(examples) < num_examples and steps < 100:
             response = unwrapped.expert_response(cot=cot)
             image = obs["image"] if isinstance(obs, dict) else None
-            examples.append(SFTExample(image, unwrapped.prompt(cot=cot), response))
             action = response if text_action else parse_action(env, response)[0]
+            target = response
+            if not text_action and action_noise > 0 and rng.random() < action_noise:
+                target = with_random_action(response, list(unwrapped.action_names), rng)
+            examples.append(SFTExample(image, unwrapped.prompt(cot=cot), target))
             obs, _r, terminated, truncated, _info = env.step(action)
             done = bool(terminated or truncated)
             steps += 1

@@ -23,6 +23,13 @@ Usage::
 
 from __future__ import annotations
 
+import os
+
+# Several processes share few cores here: OpenMP threads that spin while waiting for work
+# make every torch op many times slower under contention. Passive waiting costs nothing
+# on an idle machine. It must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import math
@@ -355,6 +362,19 @@ def make_scheduler(optimizer, total: int, lr: float, lr_min: float, kind: str):
     )
 
 
+def param_digest(params) -> dict[str, Any]:
+    """sha256 and sum of the trainable parameters (ranks compare these)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    total = 0.0
+    for p in params:
+        data = p.detach().float().cpu().contiguous()
+        digest.update(data.numpy().tobytes())
+        total += float(data.double().sum())
+    return {"sha": digest.hexdigest(), "sum": total}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -497,6 +517,7 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     # ---------------------------------------------------------------- PPO
     ppo_cfg = cfg.ppo
     params = agent.parameters()
+    initial_digest = param_digest(params)
     optimizer = make_optimizer(params, ppo_cfg.lr, ppo_cfg.adam_eps, ppo_cfg.weight_decay)
     scheduler = make_scheduler(
         optimizer, ppo_cfg.num_updates, ppo_cfg.lr, ppo_cfg.lr_min, ppo_cfg.lr_schedule
@@ -694,6 +715,7 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     state["elapsed"] = elapsed_before + (time.time() - started)
     save(state["update"])
     summary = _summary(cfg, run_dir, state, final_eval, ood, agent, ctx)
+    summary["param_digest"] = {**param_digest(params), "initial_sha": initial_digest["sha"]}
     if ctx.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         logger.close()

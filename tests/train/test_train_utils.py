@@ -1,0 +1,149 @@
+"""Buffer/GAE, schedules, atomic checkpoints, logging and curve helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlrl import checkpoint as ckpt
+from vlrl.buffer import RolloutBuffer
+from vlrl.logging_utils import (
+    RunLogger,
+    binomial_stderr,
+    plot_learning_curve,
+    read_jsonl,
+    savgol_smooth,
+)
+from vlrl.train import cosine_factor, make_optimizer, make_scheduler
+
+
+def _python_gae(rewards, values, dones, gamma, lam):
+    T, N = rewards.shape
+    adv = np.zeros((T, N))
+    last = np.zeros(N)
+    for t in reversed(range(T)):
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * values[t + 1] * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values[:T]
+
+
+def test_buffer_gae_and_flatten_order():
+    rng = np.random.default_rng(0)
+    buf = RolloutBuffer(num_steps=5, num_envs=3)
+    for t in range(5):
+        buf.add(
+            [(t, n) for n in range(3)],
+            rng.normal(size=3),
+            rng.normal(size=3),
+            rng.normal(size=3),
+            rng.random(3) < 0.3,
+        )
+    buf.set_bootstrap(rng.normal(size=3))
+    batch = buf.to_batch(0.9, 0.95)
+    adv, ret = _python_gae(
+        buf.rewards.astype(np.float64),
+        buf.values.astype(np.float64),
+        buf.dones.astype(np.float64),
+        0.9,
+        0.95,
+    )
+    assert np.allclose(batch.advantages.numpy(), adv.reshape(-1), atol=1e-5)
+    assert np.allclose(batch.returns.numpy(), ret.reshape(-1), atol=1e-5)
+    assert batch.payloads[4] == (1, 1)  # row-major (t, n)
+    with pytest.raises(RuntimeError):
+        buf.add([None] * 3, [0] * 3, [0] * 3, [0] * 3, [0] * 3)
+
+
+def test_cosine_schedule_endpoints():
+    assert cosine_factor(0, 25, 1e-5, 1e-9) == pytest.approx(1.0)
+    assert cosine_factor(25, 25, 1e-5, 1e-9) * 1e-5 == pytest.approx(1e-9)
+    assert cosine_factor(12.5, 25, 1e-5, 1e-9) * 1e-5 == pytest.approx(0.5 * (1e-5 + 1e-9))
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer([p], 1e-5, 1e-7, 0.0)
+    assert opt.defaults["eps"] == 1e-7 and opt.defaults["weight_decay"] == 0.0
+    sched = make_scheduler(opt, 4, 1e-5, 1e-9, "cosine")
+    lrs = []
+    for _ in range(4):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-5) and all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert sched.get_last_lr()[0] == pytest.approx(1e-9)
+
+
+def test_checkpoint_atomic_and_latest(tmp_path):
+    root = tmp_path / "checkpoints"
+
+    def writer(value):
+        def save(folder: Path):
+            folder.mkdir(parents=True)
+            (folder / "w.txt").write_text(str(value))
+
+        return save
+
+    ckpt.save_checkpoint(root, 1, writer(1), {"x": 1}, keep=2)
+    ckpt.save_checkpoint(root, 2, writer(2), {"x": 2}, keep=2)
+
+    # a save that dies half-way leaves only a hidden temporary folder
+    def dying(folder: Path):
+        folder.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(root, 3, dying, {"x": 3})
+    latest = ckpt.latest_checkpoint(root)
+    assert latest.name == "update-000002"
+    state = ckpt.load_state(latest)
+    assert state["x"] == 2 and state["update"] == 2 and "torch" in state["rng"]
+    assert (latest / "policy" / "w.txt").read_text() == "2"
+    ckpt.save_checkpoint(root, 4, writer(4), {"x": 4}, keep=2)
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    assert names == ["latest", "update-000002", "update-000004"]  # pruned, temp removed
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_rng_state_roundtrip():
+    state = ckpt.rng_state()
+    a = (torch.rand(3), np.random.rand(2))
+    ckpt.set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(2))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_logger_curves_and_error_bars(tmp_path):
+    logger = RunLogger(tmp_path, tensorboard=True)
+    for step in range(1, 21):
+        logger.log(
+            step,
+            {
+                "charts/episode_success": min(1.0, step / 20),
+                "losses/pg_loss": -0.01 * step,
+                "bad": math.nan,
+            },
+            env_steps=step * 128,
+        )
+    logger.log(20, {"eval/success": 0.8, "eval/episodes": 200}, env_steps=2560)
+    logger.close()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert len(records) == 21 and records[0]["bad"] is None
+    assert list((tmp_path / "tensorboard").iterdir())
+    png = plot_learning_curve(records, tmp_path / "curve.png", title="t")
+    assert png.stat().st_size > 10_000
+    assert binomial_stderr(0.5, 100) == pytest.approx(0.05)
+    assert binomial_stderr(1.0, 10) == 0.0
+    noisy = np.linspace(0, 1, 50) + np.random.default_rng(0).normal(0, 0.1, 50)
+    smooth = savgol_smooth(noisy)
+    assert np.std(np.diff(smooth)) < np.std(np.diff(noisy))
+    # a cubic is reproduced exactly by an order-3 filter
+    x = np.linspace(-1, 1, 31)
+    assert np.allclose(savgol_smooth(x**3 - x), x**3 - x, atol=1e-8)
+    assert (
+        json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["eval/success"] == 0.8
+    )
