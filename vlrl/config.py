@@ -10,6 +10,7 @@ so a typo or a wrong type is an error naming the key, never a silently ignored s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import time
@@ -255,10 +256,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
