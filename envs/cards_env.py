@@ -19,7 +19,6 @@ import numpy as np
 from gymnasium import spaces
 from vlrl.envs import prompts
 from vlrl.envs.render import (
-    RowCache,
     blackjack_renderer,
     cards_renderer,
     numberline_renderer,
@@ -61,12 +60,19 @@ class GameView:
         self.action_names: list[str] = list(games.action_names)
 
     def images(
-        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+        self,
+        finished: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        memo: dict | None = None,
     ) -> np.ndarray:
-        """The batch's images uint8 [N, S, S, 3], written into ``out`` when given.
+        """The batch's images uint8 [N, S, S, 3].
 
         ``finished`` flags envs whose episode just ended (Blackjack then shows the
-        dealer's hole card)."""
+        dealer's hole card). With ``out``, the images are drawn into it; ``memo`` is a
+        dict kept with ``out`` between calls, in which a view records the state the
+        images in ``out`` show, so that the next call into the same ``out`` only
+        redraws what changed since. ``out`` must not have been modified in between.
+        """
         raise NotImplementedError
 
     def texts(self) -> list[str]:
@@ -96,8 +102,12 @@ class NumberLineView(GameView):
         self.renderer = numberline_renderer(self.image_size, int(n_max))
 
     def images(
-        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+        self,
+        finished: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        memo: dict | None = None,
     ) -> np.ndarray:
+        # One gather of whole precomputed images: nothing to gain from a memo.
         return self.renderer.render(self.games.target, self.games.current, out)
 
     def info(self, i: int) -> dict[str, Any]:
@@ -176,20 +186,27 @@ class PointsView(GameView):
         self.face_rule = face_rule
         self.n_cards = int(np.asarray(games.cards).shape[1])
         self.renderer = cards_renderer(self.image_size, self.n_cards, "row")
-        self._cache = RowCache()
         self.operators = "".join(a for a in self.action_names if not a.isdigit())
 
     def images(
-        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+        self,
+        finished: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        memo: dict | None = None,
     ) -> np.ndarray:
         ranks, suits = np.asarray(self.games.cards), np.asarray(self.games.suits)
-        base = self._cache.update(
-            np.concatenate([ranks, suits], axis=1),
-            lambda rows, out: self.renderer.render_base(ranks[rows], suits[rows], out, rows),
-        )
-        images = base.copy() if out is None else out
-        if out is not None:
-            np.copyto(out, base)
+        keys = np.concatenate([ranks, suits], axis=1)
+        previous = None if memo is None else memo.get("cards")
+        if out is None or previous is None or previous.shape != keys.shape:
+            images = self.renderer.render_base(ranks, suits, out, np.arange(len(keys)))
+        else:
+            # Cards change only when an episode starts: redraw those envs' tables.
+            images = out
+            rows = np.nonzero((previous != keys).any(axis=1))[0]
+            if rows.size:
+                self.renderer.render_base(ranks[rows], suits[rows], images, rows)
+        if memo is not None:
+            memo["cards"] = keys
         self.renderer.paint_formulas(images, self.texts())
         return images
 
@@ -266,12 +283,12 @@ class BlackjackView(GameView):
     def __init__(self, games: Any, image_size: int) -> None:
         super().__init__(games, image_size)
         self.renderer = blackjack_renderer(self.image_size)
-        # The images of the last call and the tile codes they show, updated tile by tile.
-        self._images: np.ndarray | None = None
-        self._codes: tuple[np.ndarray, np.ndarray] | None = None
 
     def images(
-        self, finished: np.ndarray | None = None, out: np.ndarray | None = None
+        self,
+        finished: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        memo: dict | None = None,
     ) -> np.ndarray:
         dealer = np.asarray(self.games.dealer_cards)
         player = np.asarray(self.games.player_cards)
@@ -283,15 +300,16 @@ class BlackjackView(GameView):
             np.asarray(self.games.player_suits),
             hide,
         )
-        if self._images is None or self._codes is None or self._codes[1].shape != codes[1].shape:
-            self._images = self.renderer.draw(codes)
+        previous = None if memo is None else memo.get("codes")
+        if out is None or previous is None or previous[1].shape != codes[1].shape:
+            images = self.renderer.draw(codes, out)
         else:
-            self.renderer.redraw(self._images, self._codes, codes)
-        self._codes = codes
-        if out is None:
-            return self._images.copy()
-        np.copyto(out, self._images)
-        return out
+            # Only the tiles that changed since ``out`` was drawn (a hit: one tile).
+            images = out
+            self.renderer.redraw(images, previous, codes)
+        if memo is not None:
+            memo["codes"] = codes
+        return images
 
     def info(self, i: int) -> dict[str, Any]:
         return {

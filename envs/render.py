@@ -582,10 +582,14 @@ class BlackjackRenderer:
                     codes[members, slot]
                 ]
 
-    def draw(self, codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """New images uint8 [N, S, S, 3] from the two code rows."""
+    def draw(
+        self, codes: tuple[np.ndarray, np.ndarray], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Images uint8 [N, S, S, 3] from the two code rows (into ``out`` when given)."""
         n = codes[0].shape[0]
-        images = np.empty((n, self.image_size, self.image_size, 3), np.uint8)
+        images = (
+            np.empty((n, self.image_size, self.image_size, 3), np.uint8) if out is None else out
+        )
         images[:] = self.background
         everyone = np.arange(n)
         for band, band_codes in enumerate(codes):
@@ -644,31 +648,6 @@ class BlackjackRenderer:
         return self.draw(
             self.codes(dealer_ranks, player_ranks, dealer_suits, player_suits, hide_hole_card)
         )
-
-
-class RowCache:
-    """Per-env images kept between steps and redrawn only where the env's state changed.
-
-    ``update(keys, draw)`` compares each row of ``keys`` (any integer state that decides
-    the image) with the previous call; ``draw(rows, out)`` must draw the images of
-    those env rows into ``out[rows]`` (or return new images when ``out`` is None, the
-    first time). It returns the cache itself, which callers copy before handing it out.
-    """
-
-    def __init__(self) -> None:
-        self.images: np.ndarray | None = None
-        self.keys: np.ndarray | None = None
-
-    def update(self, keys: np.ndarray, draw) -> np.ndarray:
-        keys = np.ascontiguousarray(keys)
-        if self.images is None or self.keys is None or self.keys.shape != keys.shape:
-            self.images = draw(np.arange(keys.shape[0]), None)
-        else:
-            changed = np.nonzero((self.keys != keys).any(axis=tuple(range(1, keys.ndim))))[0]
-            if changed.size:
-                draw(changed, self.images)
-        self.keys = keys.copy()
-        return self.images
 
 
 @lru_cache(maxsize=32)

@@ -93,7 +93,7 @@ class CardsVectorEnv(VectorEnv):
         self.action_space = MultiDiscrete(np.full(self.num_envs, len(self.action_names)))
         self._images: np.ndarray | None = None
         self._texts: list[str] = []
-        self._pool: list[np.ndarray] = []
+        self._pool: list[tuple[np.ndarray, dict]] = []
 
     @property
     def observation_space(self) -> Dict:
@@ -198,27 +198,32 @@ class CardsVectorEnv(VectorEnv):
 
     # ----------------------------------------------------------------- helpers
 
-    def _buffer(self) -> np.ndarray:
-        """An image batch array nobody outside holds any more, or a new one.
+    def _buffer(self) -> tuple[np.ndarray, dict]:
+        """An image batch array nobody outside holds any more (or a new one), with its memo.
 
-        Fresh arrays of this size cost the kernel a page fault and a zeroing per 4 KiB,
-        several times the rendering itself; so up to POOL_SIZE arrays are reused, each
-        only once its reference count shows that no observation, view or tensor made
-        from it is alive (the pool's own reference, the loop variable and
-        getrefcount's argument make 3). The last returned batch stays with
+        Observations are handed out read-only and reused once free: a fresh array of
+        this size costs the kernel a page fault and a zeroing per 4 KiB, and a reused
+        one only needs what changed since it was last drawn (the view's memo says what
+        it shows). An array counts as free when its reference count shows that no
+        observation, view or tensor made from it is alive: the pool entry, the loop
+        variable and getrefcount's argument make 3. The latest batch stays with
         ``render()``, so it is never the one reused.
         """
-        for buffer in self._pool:
+        for buffer, memo in self._pool:
             if buffer is not self._images and sys.getrefcount(buffer) <= 3:
-                return buffer
+                buffer.flags.writeable = True
+                return buffer, memo
         size = self.single_observation_space["image"].shape
-        buffer = np.empty((self.num_envs, *size), np.uint8)
+        entry = (np.empty((self.num_envs, *size), np.uint8), {})
         if len(self._pool) < POOL_SIZE:
-            self._pool.append(buffer)
-        return buffer
+            self._pool.append(entry)
+        return entry
 
     def _observations(self, finished: np.ndarray) -> dict[str, Any]:
-        self._images = self.view.images(finished, out=self._buffer())
+        buffer, memo = self._buffer()
+        self._images = self.view.images(finished, out=buffer, memo=memo)
+        # Read-only: the array may be drawn over again once the caller lets go of it.
+        self._images.flags.writeable = False
         self._texts = self.view.texts()
         return {"image": self._images, "text": tuple(self._texts)}
 

@@ -123,6 +123,22 @@ def test_observations_held_by_the_caller_are_never_overwritten(game):
         assert np.array_equal(array, snapshot)
 
 
+@pytest.mark.parametrize("game", GAMES)
+def test_reused_arrays_show_exactly_what_a_fresh_render_shows(game):
+    """Arrays are redrawn only where the state changed; the result must be exact."""
+    envs = CardsVectorEnv(game, 16, seed=0, image_size=64)
+    rng = np.random.default_rng(1)
+    envs.reset(seed=4)
+    for _ in range(40):
+        observations, _, terminated, truncated, _ = envs.step(
+            rng.integers(len(envs.action_names), size=16)
+        )
+        fresh = envs.view.images(terminated | truncated)
+        assert np.array_equal(observations["image"], fresh)
+        assert not observations["image"].flags.writeable
+        del observations
+
+
 def test_dropped_observation_arrays_are_reused():
     envs = CardsVectorEnv("NumberLine", 4, seed=0, image_size=48)
     envs.reset(seed=0)
