@@ -42,7 +42,8 @@ GAMES = ("NumberLine", "EZPoints", "Points24", "Blackjack")
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Smallest wall time of ``repeats`` runs (least disturbed by the shared CPU)."""
+    """Smallest wall time of ``repeats`` runs (the run least disturbed by other work on
+    a shared CPU; both sides of every comparison are timed the same way)."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -106,8 +107,16 @@ def bench_steps(game: str, n: int, steps_ours: int, steps_ref: int, repeats: int
         for t in range(steps_ref):
             vec.step(actions[t])
 
-    t_ours = best_time(run_ours, repeats)
-    t_ref = best_time(run_ref, repeats)
+    # One untimed pass each first: the core's solvability cache and gymnasium's
+    # buffers warm up, so the timed passes measure the steady state of both. The
+    # timed passes alternate between the two sides so that both see the same load
+    # on a shared machine; each side keeps its best pass.
+    run_ours()
+    run_ref()
+    t_ours = t_ref = float("inf")
+    for _ in range(repeats + 2):
+        t_ours = min(t_ours, best_time(run_ours, 1))
+        t_ref = min(t_ref, best_time(run_ref, 1))
     vec.close()
     return {
         "game": game,
@@ -129,7 +138,7 @@ def main() -> None:
     for game in GAMES:
         for n in (1, 64, 1024):
             steps_ref = {1: 2000, 64: 60, 1024: 6}[n]
-            steps_ours = {1: 20000, 64: 4000, 1024: 400}[n]
+            steps_ours = {1: 20000, 64: 4000, 1024: 1500}[n]
             if args.quick:
                 steps_ref, steps_ours = max(2, steps_ref // 5), max(10, steps_ours // 10)
             stepping.append(bench_steps(game, n, steps_ours, steps_ref, repeats))

@@ -101,7 +101,26 @@ class GameBatch {
     }
 
     // actions must have been validated. Outputs have num_envs entries.
-    void step(const int32_t* actions, float* rewards, uint8_t* terminated, uint8_t* truncated) {
+    virtual void step(const int32_t* actions, float* rewards, uint8_t* terminated,
+                      uint8_t* truncated) = 0;
+
+    // mask has num_envs * num_actions entries (row-major).
+    void legal_mask(uint8_t* mask) const {
+        const size_t a = static_cast<size_t>(num_actions());
+        for (int i = 0; i < num_envs_; ++i) legal_env(i, mask + static_cast<size_t>(i) * a);
+    }
+
+    const std::vector<int32_t>& elapsed() const { return elapsed_; }
+    const std::vector<uint8_t>& success() const { return success_; }
+    const std::vector<uint8_t>& done() const { return done_; }
+    const std::vector<float>& episode_return() const { return episode_return_; }
+
+  protected:
+    // The per-env loop, instantiated for each (final) game class so that its
+    // step_env calls are direct and inlinable rather than one virtual call per env.
+    template <class Game>
+    void step_all(Game& game, const int32_t* actions, float* rewards, uint8_t* terminated,
+                  uint8_t* truncated) {
         for (int i = 0; i < num_envs_; ++i) {
             const size_t u = static_cast<size_t>(i);
             if (done_[u]) {
@@ -122,15 +141,16 @@ class GameBatch {
             ++elapsed_[u];
             bool term = false;
             bool trunc = false;
-            float reward = step_env(i, actions[i], term, trunc);
+            const float reward = game.Game::step_env(i, actions[i], term, trunc);
+            trunc = trunc && !term;
             rewards[u] = reward;
             terminated[u] = term;
-            truncated[u] = trunc && !term;
+            truncated[u] = trunc;
             episode_return_[u] += reward;
             if (term || trunc) {
                 done_[u] = 1;
                 last_terminated_[u] = term;
-                last_truncated_[u] = trunc && !term;
+                last_truncated_[u] = trunc;
                 const bool won = episode_return_[u] > 0.0f;
                 if (auto_reset_ == AutoReset::same_step) begin_episode(i);
                 success_[u] = won;
@@ -138,18 +158,6 @@ class GameBatch {
         }
     }
 
-    // mask has num_envs * num_actions entries (row-major).
-    void legal_mask(uint8_t* mask) const {
-        const size_t a = static_cast<size_t>(num_actions());
-        for (int i = 0; i < num_envs_; ++i) legal_env(i, mask + static_cast<size_t>(i) * a);
-    }
-
-    const std::vector<int32_t>& elapsed() const { return elapsed_; }
-    const std::vector<uint8_t>& success() const { return success_; }
-    const std::vector<uint8_t>& done() const { return done_; }
-    const std::vector<float>& episode_return() const { return episode_return_; }
-
-  protected:
     // Draws a new episode for env i from rng_[i].
     virtual void reset_env(int i) = 0;
     // Applies a validated action; elapsed_[i] already counts this step.

@@ -28,6 +28,8 @@ class BlackjackBatch final : public GameBatch {
         dealer_suits_.assign(n, -1);
         n_player_.assign(static_cast<size_t>(num_envs), 0);
         n_dealer_.assign(static_cast<size_t>(num_envs), 0);
+        player_hand_.assign(static_cast<size_t>(num_envs), {});
+        dealer_hand_.assign(static_cast<size_t>(num_envs), {});
         reset(nullptr);
     }
 
@@ -44,37 +46,50 @@ class BlackjackBatch final : public GameBatch {
     const std::vector<int32_t>& n_player() const { return n_player_; }
     const std::vector<int32_t>& n_dealer() const { return n_dealer_; }
 
-    int player_sum(int i) const { return hand_sum(player_cards_, i, n_player_[static_cast<size_t>(i)]); }
-    int dealer_sum(int i) const { return hand_sum(dealer_cards_, i, n_dealer_[static_cast<size_t>(i)]); }
+    // Sums with an ace counted as 11 when that keeps the hand at or below 21.
+    int player_sum(int i) const { return hand_sum(player_hand_[static_cast<size_t>(i)]); }
+    int dealer_sum(int i) const { return hand_sum(dealer_hand_[static_cast<size_t>(i)]); }
     bool usable_ace(int i) const {
-        return has_usable_ace(player_cards_, i, n_player_[static_cast<size_t>(i)]);
+        const HandTotal& h = player_hand_[static_cast<size_t>(i)];
+        return h.has_ace && h.raw + 10 <= 21;
     }
     int dealer_showing(int i) const {
         return card_value(dealer_cards_[static_cast<size_t>(i) * kMaxHandCards], FaceRule::ten);
     }
 
+    void step(const int32_t* actions, float* rewards, uint8_t* terminated,
+              uint8_t* truncated) override {
+        step_all(*this, actions, rewards, terminated, truncated);
+    }
+
   protected:
+    friend class GameBatch;  // step_all calls step_env directly
+
     void reset_env(int i) override {
         const size_t u = static_cast<size_t>(i);
-        std::fill(player_cards_.begin() + static_cast<std::ptrdiff_t>(u * kMaxHandCards),
-                  player_cards_.begin() + static_cast<std::ptrdiff_t>((u + 1) * kMaxHandCards), -1);
-        std::fill(player_suits_.begin() + static_cast<std::ptrdiff_t>(u * kMaxHandCards),
-                  player_suits_.begin() + static_cast<std::ptrdiff_t>((u + 1) * kMaxHandCards), -1);
-        std::fill(dealer_cards_.begin() + static_cast<std::ptrdiff_t>(u * kMaxHandCards),
-                  dealer_cards_.begin() + static_cast<std::ptrdiff_t>((u + 1) * kMaxHandCards), -1);
-        std::fill(dealer_suits_.begin() + static_cast<std::ptrdiff_t>(u * kMaxHandCards),
-                  dealer_suits_.begin() + static_cast<std::ptrdiff_t>((u + 1) * kMaxHandCards), -1);
+        // Only the slots the last hands used hold cards; the rest are still -1.
+        const size_t base = u * kMaxHandCards;
+        for (size_t c = 0; c < static_cast<size_t>(n_player_[u]); ++c) {
+            player_cards_[base + c] = -1;
+            player_suits_[base + c] = -1;
+        }
+        for (size_t c = 0; c < static_cast<size_t>(n_dealer_[u]); ++c) {
+            dealer_cards_[base + c] = -1;
+            dealer_suits_[base + c] = -1;
+        }
         n_player_[u] = 0;
         n_dealer_[u] = 0;
-        draw(i, dealer_cards_, dealer_suits_, n_dealer_);
-        draw(i, dealer_cards_, dealer_suits_, n_dealer_);
-        draw(i, player_cards_, player_suits_, n_player_);
-        draw(i, player_cards_, player_suits_, n_player_);
+        player_hand_[u] = {};
+        dealer_hand_[u] = {};
+        draw_dealer(i);
+        draw_dealer(i);
+        draw_player(i);
+        draw_player(i);
     }
 
     float step_env(int i, int action, bool& terminated, bool&) override {
         if (action == 1) {
-            draw(i, player_cards_, player_suits_, n_player_);
+            draw_player(i);
             if (player_sum(i) > 21) {
                 terminated = true;
                 return -1.0f;
@@ -82,7 +97,7 @@ class BlackjackBatch final : public GameBatch {
             return 0.0f;
         }
         terminated = true;
-        while (dealer_sum(i) < 17) draw(i, dealer_cards_, dealer_suits_, n_dealer_);
+        while (dealer_sum(i) < 17) draw_dealer(i);
         const int player_score = score(player_sum(i));
         const int dealer_score = score(dealer_sum(i));
         float reward = static_cast<float>((player_score > dealer_score) - (player_score < dealer_score));
@@ -101,41 +116,38 @@ class BlackjackBatch final : public GameBatch {
   private:
     static int score(int sum) { return sum > 21 ? 0 : sum; }
 
-    static int raw_sum(const std::vector<int8_t>& cards, int i, int count, bool& has_ace) {
-        int total = 0;
-        has_ace = false;
-        const size_t base = static_cast<size_t>(i) * kMaxHandCards;
-        for (int c = 0; c < count; ++c) {
-            const int v = card_value(cards[base + static_cast<size_t>(c)], FaceRule::ten);
-            has_ace |= v == 1;
-            total += v;
-        }
-        return total;
+    struct HandTotal {
+        int32_t raw = 0;        // aces counted as 1
+        uint8_t has_ace = 0;
+    };
+
+    static int hand_sum(const HandTotal& h) {
+        return h.has_ace && h.raw + 10 <= 21 ? h.raw + 10 : h.raw;
     }
 
-    static bool has_usable_ace(const std::vector<int8_t>& cards, int i, int count) {
-        bool has_ace = false;
-        const int total = raw_sum(cards, i, count, has_ace);
-        return has_ace && total + 10 <= 21;
+    void draw_player(int i) {
+        draw(i, player_cards_, player_suits_, n_player_, player_hand_[static_cast<size_t>(i)]);
     }
-
-    static int hand_sum(const std::vector<int8_t>& cards, int i, int count) {
-        bool has_ace = false;
-        const int total = raw_sum(cards, i, count, has_ace);
-        return has_ace && total + 10 <= 21 ? total + 10 : total;
+    void draw_dealer(int i) {
+        draw(i, dealer_cards_, dealer_suits_, n_dealer_, dealer_hand_[static_cast<size_t>(i)]);
     }
 
     void draw(int i, std::vector<int8_t>& cards, std::vector<int8_t>& suits,
-              std::vector<int32_t>& counts) {
+              std::vector<int32_t>& counts, HandTotal& total) {
         const size_t u = static_cast<size_t>(i);
         Rng& rng = rng_[u];
-        const int rank = static_cast<int>(rng.below(kNumRanks));
-        const int suit = static_cast<int>(rng.below(kNumSuits));
+        // One draw of the 52 cards: rank and suit are each uniform and independent.
+        const int card = static_cast<int>(rng.below(kNumRanks * kNumSuits));
+        const int rank = card % kNumRanks;
+        const int suit = card / kNumRanks;
         // Cannot overflow: the player busts by card 22 and the dealer stops by card 17.
         const size_t slot = u * kMaxHandCards + static_cast<size_t>(counts[u]);
         cards[slot] = static_cast<int8_t>(rank);
         suits[slot] = static_cast<int8_t>(suit);
         ++counts[u];
+        const int value = card_value(rank, FaceRule::ten);
+        total.raw += value;
+        total.has_ace |= value == 1;
     }
 
     bool natural_;
@@ -145,6 +157,8 @@ class BlackjackBatch final : public GameBatch {
     std::vector<int8_t> dealer_suits_;
     std::vector<int32_t> n_player_;
     std::vector<int32_t> n_dealer_;
+    std::vector<HandTotal> player_hand_;
+    std::vector<HandTotal> dealer_hand_;
 };
 
 }  // namespace vlrl

@@ -47,24 +47,28 @@ std::vector<Card> draw_hand(Rng& rng, int n_cards, Sampling sampling, SuitFilter
 }
 
 void draw_hand_into(Rng& rng, int n_cards, Sampling sampling, SuitFilter suits, Card* hand) {
-    // The deck lives on the stack: this runs on every Points24 reset.
-    Card deck[kNumRanks * kNumSuits];
-    int size = 0;
     int first = 0;
     int last = kNumSuits - 1;
     if (suits == SuitFilter::black) last = 1;
     if (suits == SuitFilter::red) first = 2;
+    if (n_cards < 1) throw std::invalid_argument("n_cards must be >= 1");
+    if (sampling == Sampling::with_replacement) {
+        // Card k of the suit-major deck, without building the deck (Points24 resets).
+        const uint64_t size = static_cast<uint64_t>((last - first + 1) * kNumRanks);
+        for (int i = 0; i < n_cards; ++i) {
+            const int k = static_cast<int>(rng.below(size));
+            hand[i] = {static_cast<int8_t>(k % kNumRanks), static_cast<int8_t>(first + k / kNumRanks)};
+        }
+        return;
+    }
+    Card deck[kNumRanks * kNumSuits];  // on the stack
+    int size = 0;
     for (int s = first; s <= last; ++s) {
         for (int r = 0; r < kNumRanks; ++r) deck[size++] = {static_cast<int8_t>(r), static_cast<int8_t>(s)};
     }
-    if (n_cards < 1) throw std::invalid_argument("n_cards must be >= 1");
-    if (sampling != Sampling::with_replacement && n_cards > size) {
+    if (n_cards > size) {
         throw std::invalid_argument("n_cards = " + std::to_string(n_cards) +
                                     " exceeds the deck of " + std::to_string(size) + " cards");
-    }
-    if (sampling == Sampling::with_replacement) {
-        for (int i = 0; i < n_cards; ++i) hand[i] = deck[rng.below(static_cast<uint64_t>(size))];
-        return;
     }
     for (;;) {
         // Partial Fisher-Yates: the first n_cards slots become the hand. Starting

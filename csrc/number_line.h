@@ -8,6 +8,7 @@
 // penalty beyond that step's own reward.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "batch.h"
@@ -35,7 +36,14 @@ class NumberLineBatch final : public GameBatch {
     const std::vector<int32_t>& target() const { return target_; }
     const std::vector<int32_t>& current() const { return current_; }
 
+    void step(const int32_t* actions, float* rewards, uint8_t* terminated,
+              uint8_t* truncated) override {
+        step_all(*this, actions, rewards, terminated, truncated);
+    }
+
   protected:
+    friend class GameBatch;  // step_all calls step_env directly
+
     void reset_env(int i) override {
         Rng& rng = rng_[static_cast<size_t>(i)];
         const int x = static_cast<int>(rng.below(static_cast<uint64_t>(n_max_) + 1));
@@ -46,22 +54,19 @@ class NumberLineBatch final : public GameBatch {
     }
 
     float step_env(int i, int action, bool& terminated, bool& truncated) override {
+        // Written without data-dependent branches: random actions would make them
+        // unpredictable, and they cost more than the arithmetic.
         const size_t u = static_cast<size_t>(i);
         const int x = target_[u];
         const int y = current_[u];
-        int next = action == 0 ? y + 1 : y - 1;
-        if (next < 0) next = 0;
-        if (next > n_max_) next = n_max_;
+        const int next = std::min(std::max(y + 1 - 2 * action, 0), n_max_);  // 0 "+", 1 "-"
         current_[u] = next;
-        float reward = 0.0f;
-        if (next == x) {
-            reward = 1.0f;
-            terminated = true;
-        } else if (std::abs(x - next) >= std::abs(x - y)) {
-            reward = -1.0f;
-        }
-        truncated = !terminated && elapsed_[u] >= max_steps();
-        return reward;
+        const int reached = next == x;
+        const int closer = std::abs(x - next) < std::abs(x - y);
+        terminated = reached != 0;
+        truncated = !reached && elapsed_[u] >= max_steps();
+        // +1 on reaching the target, 0 for a move closer, -1 otherwise.
+        return static_cast<float>(reached ? 1 : closer - 1);
     }
 
     void legal_env(int, uint8_t* mask_row) const override {

@@ -118,7 +118,14 @@ class PointsBatch final : public GameBatch {
         }
     }
 
+    void step(const int32_t* actions, float* rewards, uint8_t* terminated,
+              uint8_t* truncated) override {
+        step_all(*this, actions, rewards, terminated, truncated);
+    }
+
   protected:
+    friend class GameBatch;  // step_all calls step_env directly
+
     void reset_env(int i) override {
         const size_t u = static_cast<size_t>(i);
         const size_t k = static_cast<size_t>(n_cards_);
@@ -149,12 +156,12 @@ class PointsBatch final : public GameBatch {
         float reward = 0.0f;
         if (action < n_numbers_) {
             const int value = action + 1;
+            // First unused card with this value; scanned backwards with selects
+            // instead of an early exit (random actions make that branch unpredictable).
             int slot = -1;
-            for (size_t c = 0; c < k; ++c) {
-                if (!used_[u * k + c] && values_[u * k + c] == value) {
-                    slot = static_cast<int>(c);
-                    break;
-                }
+            for (size_t c = k; c-- > 0;) {
+                const bool match = (used_[u * k + c] == 0) & (values_[u * k + c] == value);
+                slot = match ? static_cast<int>(c) : slot;
             }
             if (slot < 0) {
                 reward = -1.0f;
