@@ -22,6 +22,9 @@
 // success[i] is true on the step that ends an episode whose return is > 0
 // (the dissertation's success criterion for gym_cards) and false otherwise;
 // it is cleared when env i steps again.
+//
+// Threads: step/reset run without the GIL; one engine must not be stepped from
+// two threads at once (separate engines are independent).
 #pragma once
 
 #include <cstdint>

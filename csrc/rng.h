@@ -1,9 +1,10 @@
 // Seeded pseudo-random numbers that give the same stream on every platform.
 //
 // Generator: xoshiro256** (Blackman & Vigna), state seeded from a 64-bit seed
-// through splitmix64. Range reduction is our own rejection sampling on 64-bit
-// unsigned arithmetic, so results never depend on a standard-library
-// distribution (whose algorithms differ between implementations).
+// through splitmix64. Range reduction is our own (multiply-shift with
+// rejection, on unsigned 64/128-bit integer arithmetic), so results never
+// depend on a standard-library distribution (whose algorithms differ between
+// implementations). Only GCC/Clang's unsigned __int128 is assumed.
 #pragma once
 
 #include <cstdint>

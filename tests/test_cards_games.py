@@ -386,3 +386,35 @@ def test_bad_arguments_are_named() -> None:
         BatchedGames("NumberLine", 1, 0, auto_reset="sometimes")
     # int64 action arrays are accepted (converted)
     games.step(np.zeros(4, np.int64))
+
+
+def test_long_core_calls_release_the_gil() -> None:
+    """The main thread runs while a worker thread is inside solve() and step().
+
+    The worker signals, then enters long core calls. The main thread wakes on the
+    signal only once it gets the GIL: at once if the core released it, only when the
+    calls are over if the core held it.
+    """
+    import threading
+    import time
+
+    games = BatchedGames("Points24", 200_000, 0, auto_reset=True)
+    actions = np.zeros(200_000, np.int32)
+    started = threading.Event()
+    times: dict[str, float] = {}
+
+    def work() -> None:
+        started.set()
+        times["entered"] = time.perf_counter()
+        solve([1, 2, 3, 4, 5, 6], 10**9 + 7)  # unsolvable 6-card search: a long call
+        for _ in range(3):
+            games.step(actions)
+        times["finished"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started.wait()
+    woke = time.perf_counter()
+    worker.join()
+    busy = times["finished"] - times["entered"]
+    assert woke - times["entered"] < 0.5 * busy, (woke - times["entered"], busy)
