@@ -100,6 +100,8 @@ class VLMAgent:
         self.ref_policy = ref_policy
         self.rng = np.random.default_rng(cfg.seed)
         self.sample_seed: int | None = None
+        # DeepSpeed / FSDP: the accelerate-prepared ScoreModule (its forward is score)
+        self.score_module = None
 
     @property
     def n_params(self) -> int:
@@ -198,7 +200,8 @@ class VLMAgent:
     def score(self, payloads: list, with_ref: bool = True) -> ScoreOutput:
         images, prompt_ids, output_ids, segment_ids = (list(x) for x in zip(*payloads, strict=True))
         kwargs = {"lam": self.cfg.ppo.thought_lambda, "temperature": self.cfg.ppo.temperature}
-        out = self.policy.score(images, prompt_ids, output_ids, segment_ids, **kwargs)
+        scorer = self.score_module if self.score_module is not None else self.policy.score
+        out = scorer(images, prompt_ids, output_ids, segment_ids, **kwargs)
         ref = None
         if with_ref and self.ref_policy is not None and self.cfg.ppo.kl_coef > 0:
             with torch.no_grad():
@@ -217,6 +220,22 @@ class VLMAgent:
 
     def save(self, path: Path) -> None:
         self.policy.save(path)
+
+
+class ScoreModule(torch.nn.Module):
+    """Wraps a policy so that ``forward`` is ``policy.score``: engines that hook forward
+    (DDP, FSDP, DeepSpeed) then see every scoring pass."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(
+        self, images, prompt_ids, output_ids, segment_ids, *, lam: float, temperature: float
+    ):
+        return self.policy.score(
+            images, prompt_ids, output_ids, segment_ids, lam=lam, temperature=temperature
+        )
 
 
 def _lora_settings(cfg: TrainConfig):
@@ -336,6 +355,69 @@ def collect_rollout(
         buffer.add(act.payloads, act.logprob, act.values, rewards, dones)
     buffer.set_bootstrap(agent.values(envs, observations))
     return stats
+
+
+@dataclass
+class Iteration:
+    """One PPO iteration's rollout statistics, storage and update statistics."""
+
+    rollout: RolloutStats
+    tracker: EpisodeTracker
+    buffer: RolloutBuffer
+    stats: dict[str, float]
+    seconds_update: float
+
+
+def ppo_iteration(
+    agent,
+    envs,
+    cfg: TrainConfig,
+    update: int,
+    rank_seed: int,
+    params,
+    optimizer,
+    coef: LossCoefficients,
+    reduce_grads=None,
+    engine: dict | None = None,
+) -> Iteration:
+    """Algorithm 1, one k: reset the envs, collect B transitions, GAE, PPO epochs.
+
+    Everything random derives from (rank seed, update index), so a resumed run repeats
+    exactly what the uninterrupted one would have done.
+    """
+    ppo_cfg = cfg.ppo
+    num_envs = len(envs)
+    num_steps = max(1, math.ceil(ppo_cfg.buffer_size / num_envs))
+    seed_everything(derive_seed(rank_seed, update, 1))
+    agent.rng = np.random.default_rng(derive_seed(rank_seed, update, 2))
+    agent.sample_seed = derive_seed(rank_seed, update, 3)
+    observations = [
+        env.reset(seed=derive_seed(rank_seed, update, 4, i))[0] for i, env in enumerate(envs)
+    ]
+    tracker = EpisodeTracker(num_envs)
+    buffer = RolloutBuffer(num_steps, num_envs)
+    agent.train(False)
+    roll = collect_rollout(agent, envs, observations, buffer, tracker, ppo_cfg.temperature)
+    batch = buffer.to_batch(ppo_cfg.gamma, ppo_cfg.gae_lambda)
+    agent.train(True)
+    started = time.time()
+    stats = ppo_update(
+        batch,
+        agent.score,
+        params,
+        optimizer,
+        coef=coef,
+        update_epochs=ppo_cfg.update_epochs,
+        minibatch_size=ppo_cfg.minibatch_size,
+        forward_batch=ppo_cfg.forward_batch,
+        max_grad_norm=ppo_cfg.max_grad_norm,
+        generator=torch.Generator().manual_seed(derive_seed(rank_seed, update, 5)),
+        norm_adv=ppo_cfg.norm_adv,
+        target_kl=ppo_cfg.target_kl,
+        reduce_grads=reduce_grads,
+        **(engine or {}),
+    )
+    return Iteration(roll, tracker, buffer, stats, time.time() - started)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -525,8 +607,20 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     if saved is not None and "optimizer" in saved:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+    engine = None
+    if ctx.sharded and isinstance(agent, VLMAgent):
+        # DeepSpeed ZeRO / FSDP own gradient reduction and sharding: score through a
+        # prepared module whose forward is policy.score, backward and clipping through the
+        # accelerator. (Coded to accelerate's API; not yet run on GPUs.)
+        accelerator = ctx.accelerator
+        score_module, optimizer = accelerator.prepare(ScoreModule(agent.policy), optimizer)
+        agent.score_module = score_module
+        engine = {
+            "backward": accelerator.backward,
+            "clip_grad": accelerator.clip_grad_norm_,
+            "no_sync": lambda: accelerator.no_sync(score_module),
+        }
     num_envs = cfg.env.num_envs
-    num_steps = max(1, math.ceil(ppo_cfg.buffer_size / num_envs))
     envs = [make_env(cfg.env.id, agent.env_kwargs(cfg.env.kwargs)) for _ in range(num_envs)]
     coef = LossCoefficients(
         ppo_cfg.clip_coef, ppo_cfg.vf_clip_coef, ppo_cfg.vf_coef, ppo_cfg.ent_coef, ppo_cfg.kl_coef
@@ -577,39 +671,20 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
         while state["update"] < ppo_cfg.num_updates:
             update = state["update"]
             t_update = time.time()
-            rank_seed = ctx.rank_seed(cfg.seed)
-            # Everything random in an update derives from (seed, rank, update): a resumed
-            # run repeats exactly what the uninterrupted one would have done.
-            seed_everything(derive_seed(rank_seed, update, 1))
-            agent.rng = np.random.default_rng(derive_seed(rank_seed, update, 2))
-            agent.sample_seed = derive_seed(rank_seed, update, 3)
-            observations = [
-                env.reset(seed=derive_seed(rank_seed, update, 4, i))[0]
-                for i, env in enumerate(envs)
-            ]
-            tracker = EpisodeTracker(num_envs)
-            buffer = RolloutBuffer(num_steps, num_envs)
-            agent.train(False)
-            roll = collect_rollout(agent, envs, observations, buffer, tracker, ppo_cfg.temperature)
-            batch = buffer.to_batch(ppo_cfg.gamma, ppo_cfg.gae_lambda)
-            agent.train(True)
-            t_backward = time.time()
-            train_stats = ppo_update(
-                batch,
-                agent.score,
+            it = ppo_iteration(
+                agent,
+                envs,
+                cfg,
+                update,
+                ctx.rank_seed(cfg.seed),
                 params,
                 optimizer,
-                coef=coef,
-                update_epochs=ppo_cfg.update_epochs,
-                minibatch_size=ppo_cfg.minibatch_size,
-                forward_batch=ppo_cfg.forward_batch,
-                max_grad_norm=ppo_cfg.max_grad_norm,
-                generator=torch.Generator().manual_seed(derive_seed(rank_seed, update, 5)),
-                norm_adv=ppo_cfg.norm_adv,
-                target_kl=ppo_cfg.target_kl,
+                coef,
                 reduce_grads=(lambda: ctx.reduce_grads(params)) if ctx.world_size > 1 else None,
+                engine=engine,
             )
-            seconds_update = time.time() - t_backward
+            roll, tracker, buffer, train_stats = it.rollout, it.tracker, it.buffer, it.stats
+            seconds_update = it.seconds_update
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             state["update"] = update + 1
