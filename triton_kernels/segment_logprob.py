@@ -292,15 +292,17 @@ def _check_tokens(
         raise TypeError("lam must be a Python float (it weights the thought tokens)")
     if segment_ids.numel() == 0:
         return
-    if int(segment_ids.min()) < IGNORE or int(segment_ids.max()) > ACTION:
+    # One host sync for both checks; the details are only worked out on failure.
+    bad_segment = (segment_ids < IGNORE) | (segment_ids > ACTION)
+    bad_target = (segment_ids != IGNORE) & ((targets < 0) | (targets >= vocab))
+    any_bad_segment, any_bad_target = torch.stack((bad_segment.any(), bad_target.any())).tolist()
+    if any_bad_segment:
         raise ValueError(
             "segment_ids must hold 0 (ignore), 1 (thought) or 2 (action); "
             f"found values in [{int(segment_ids.min())}, {int(segment_ids.max())}]"
         )
-    active = segment_ids != IGNORE
-    bad = active & ((targets < 0) | (targets >= vocab))
-    if bool(bad.any()):
-        where = tuple(int(i) for i in bad.nonzero()[0])
+    if any_bad_target:
+        where = tuple(int(i) for i in bad_target.nonzero()[0])
         raise ValueError(
             f"target id {int(targets[where])} at position {where} is outside the vocabulary "
             f"[0, {vocab}) on a non-ignored token"
