@@ -95,9 +95,9 @@ def points_prompt(
     count = {2: "two", 4: "four"}.get(n_cards, str(n_cards))
     placeholders = ", ".join("xyzwvu"[i] if i < 6 else f"c{i}" for i in range(n_cards))
     intro = (
-        f"You are an expert card game player. The image shows {count} cards. "
+        f"You are an experienced player of a card arithmetic game. The image shows {count} cards. "
         f"The current formula is '{formula}'. You can choose between {_options(action_names)}. "
-        "The number or operator you choose is appended to the current formula. "
+        "Whatever you pick is added to the end of the formula. "
         f"Note that {face_rule_note(face_rule)}. Your goal is a formula that evaluates to "
         f"{target}, using the number of every card exactly once. "
         "Reply with a valid json object in this format:\n"
@@ -151,7 +151,7 @@ def points_expert(
 def blackjack_prompt(cot: bool = True) -> str:
     """h(o) for Blackjack; the state is only in the image."""
     intro = (
-        "You are a blackjack player. The image shows the dealer's cards (one of them face "
+        "You are playing blackjack. The image shows the dealer's cards (one of them face "
         "down) and your cards. You can choose between ['stand', 'hit']. "
         "Reply with a valid json object in this format:\n"
     )
@@ -195,14 +195,14 @@ def general_points_prompt(
     GP-L; pass None for GP-VL, where the cards are only in the image.
     """
     if cards is None:
-        seeing = "You are observing four cards in the image."
+        seeing = "The four cards are shown in the image."
         given = "Cards: shown in the image"
     else:
-        seeing = "You are given four cards as text."
+        seeing = "The four cards are listed below as text."
         given = "Cards: [" + ", ".join(f"'{c}'" for c in cards) + "]"
     lines = [
         "[Task Description]",
-        f"You are an expert 24 points card game player. {seeing} Note that "
+        f"You are a skilled player of the 24-points card game. {seeing} Note that "
         f"{face_rule_note(face_rule)}, and every card must be used exactly once. Your goal "
         f"is a formula that equals {target}, built from the numbers on the cards and the "
         "operators '+', '-', '*', '/', '(', ')' and '='.",
