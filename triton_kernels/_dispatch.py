@@ -158,6 +158,14 @@ def _interpretable_language() -> Iterator[None]:
             setattr(tl, name, value)
 
 
+def launch_options(backend: Backend, **gpu_options: int) -> dict[str, Any]:
+    """Keyword options for a launch: none in the interpreter; on GPU ``gpu_options`` plus
+    FMA contraction stated explicitly (Triton 3.9 warns that its default will change)."""
+    if backend == "interpreter":
+        return {}
+    return {"enable_fp_fusion": True, **gpu_options}
+
+
 def lazy_jit(fn: Callable[..., Any]) -> LazyKernel:
     """Decorator: mark ``fn`` as a Triton kernel built lazily (see :class:`LazyKernel`)."""
     return LazyKernel(fn)

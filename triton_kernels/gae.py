@@ -10,7 +10,7 @@ across that boundary):
 Triton: one program per block of env columns walks time backwards a tile of BLOCK_T
 steps at a time. Inside a tile the recurrence ``A_t = delta_t + c_t * A_{t+1}`` is a
 composition of affine maps, which is associative, so ``tl.associative_scan`` solves the
-tile in parallel; the tile's first value is the carry into the next tile. Loading a whole
+tile in parallel; the tile's earliest value is the carry into the tile before it. Loading a whole
 tile at once keeps many loads in flight, where a step-by-step loop would wait on memory
 latency T times.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ._dispatch import HAS_TRITON, Backend, choose_backend, lazy_jit, tl
+from ._dispatch import HAS_TRITON, Backend, choose_backend, launch_options, lazy_jit, tl
 
 # GPU tile: 32 time steps x 32 envs = 1024 values per load (4 warps, 8 per thread);
 # N = 4096 envs gives 128 programs, about one per SM on an H100. Untuned: no GPU yet.
@@ -31,7 +31,12 @@ INTERPRETER_BLOCK_N = 4
 
 
 def _affine_compose_py(later_offset, later_scale, earlier_offset, earlier_scale):
-    """Compose x -> earlier_offset + earlier_scale * (later_offset + later_scale * x)."""
+    """Scan combine: the map of the later steps (left, already scanned) and an earlier step.
+
+    Each step is the affine map ``x -> offset + scale * x`` taking A_{t+1} to A_t; the
+    result ``x -> earlier_offset + earlier_scale * (later_offset + later_scale * x)`` is the
+    earlier map applied after the later ones.
+    """
     return earlier_offset + earlier_scale * later_offset, earlier_scale * later_scale
 
 
@@ -65,8 +70,10 @@ def _gae_kernel(
     carry = tl.zeros([BLOCK_N], dtype=tl.float32)
     n_tiles = tl.cdiv(T, BLOCK_T)
     for tile in range(0, n_tiles):
+        # Tile rows run backwards in time, so a plain (forward) scan walks from the
+        # latest step to the earliest; no reliance on the scan's reverse mode.
         start = (n_tiles - 1 - tile) * BLOCK_T
-        rows = (start + steps).to(tl.int64)
+        rows = (start + BLOCK_T - 1 - steps).to(tl.int64)
         mask = (rows < T)[:, None] & col_mask[None, :]
         at = rows[:, None] * N + cols[None, :]
         reward = tl.load(rewards_ptr + at, mask=mask, other=0.0).to(tl.float32)
@@ -78,12 +85,13 @@ def _gae_kernel(
         # Padding rows past T are the identity map (offset 0, scale 1).
         scale = tl.where(mask, gamma * gae_lambda * not_done, 1.0)
         offset, total_scale = tl.associative_scan(
-            (delta, scale), axis=0, combine_fn=_affine_compose, reverse=True
+            (delta, scale), axis=0, combine_fn=_affine_compose
         )
         advantage = offset + total_scale * carry[None, :]
         tl.store(advantages_ptr + at, advantage, mask=mask)
         tl.store(returns_ptr + at, advantage + value, mask=mask)
-        carry = tl.sum(tl.where((steps == 0)[:, None], advantage, 0.0), axis=0)
+        # The tile's earliest step (its last scan row) carries into the tile before it.
+        carry = tl.sum(tl.where((steps == BLOCK_T - 1)[:, None], advantage, 0.0), axis=0)
 
 
 def _check_inputs(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor) -> None:
@@ -157,6 +165,7 @@ def _gae_launch(
         float(lam),
         BLOCK_T=block_t,
         BLOCK_N=block_n,
+        **launch_options(backend),
     )
     return advantages, returns
 

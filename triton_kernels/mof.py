@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._dispatch import Backend, choose_backend, lazy_jit, tl
+from ._dispatch import Backend, choose_backend, launch_options, lazy_jit, tl
 
 # Feature block per program: 1024 elements is 4 warps x 8 values per thread, two 4 KB
 # rows of fp32 per program; LLaVA-NeXT's D = 4096 is 4 blocks per token.
@@ -244,6 +244,7 @@ class _InterleaveFunction(torch.autograd.Function):
                 out.stride(0),
                 out.stride(1),
                 BLOCK_D=block_d,
+                **launch_options(backend),
             )
         if not fresh:
             ctx.mark_dirty(out)
@@ -280,6 +281,7 @@ class _InterleaveFunction(torch.autograd.Function):
                 grad_buffer.stride(1),
                 ZERO_BUFFER=zero_buffer,
                 BLOCK_D=block_d,
+                **launch_options(ctx.backend),
             )
         return grad_clip, grad_dino, (grad_buffer if zero_buffer else None), None, None
 
@@ -297,7 +299,7 @@ class _AdditiveFunction(torch.autograd.Function):
         block = _additive_block(backend)
         if clip.numel():
             _additive_kernel.launcher(backend)[(-(-clip.numel() // block),)](
-                clip, dino, out, clip.numel(), float(alpha), BLOCK=block
+                clip, dino, out, clip.numel(), float(alpha), BLOCK=block, **launch_options(backend)
             )
         ctx.alpha = alpha
         ctx.backend = backend
@@ -311,7 +313,13 @@ class _AdditiveFunction(torch.autograd.Function):
         block = _additive_block(ctx.backend)
         if grad.numel():
             _additive_backward_kernel.launcher(ctx.backend)[(-(-grad.numel() // block),)](
-                grad, grad_clip, grad_dino, grad.numel(), float(ctx.alpha), BLOCK=block
+                grad,
+                grad_clip,
+                grad_dino,
+                grad.numel(),
+                float(ctx.alpha),
+                BLOCK=block,
+                **launch_options(ctx.backend),
             )
         return grad_clip, grad_dino, None, None
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._dispatch import HAS_TRITON, Backend, choose_backend, lazy_jit, tl
+from ._dispatch import HAS_TRITON, Backend, choose_backend, launch_options, lazy_jit, tl
 
 IGNORE = 0
 THOUGHT = 1
@@ -331,9 +331,9 @@ def _check_hidden(hidden: torch.Tensor, lm_head_weight: torch.Tensor) -> None:
 
 def _launch_config(backend: Backend, vocab: int) -> tuple[int, dict[str, int]]:
     if backend == "interpreter":
-        return INTERPRETER_BLOCK_V, {}
+        return INTERPRETER_BLOCK_V, launch_options(backend)
     block_v = min(GPU_BLOCK_V, max(16, 1 << (vocab - 1).bit_length()))
-    return block_v, {"num_warps": GPU_NUM_WARPS}
+    return block_v, launch_options(backend, num_warps=GPU_NUM_WARPS)
 
 
 def _forward_launch(
