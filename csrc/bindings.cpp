@@ -66,10 +66,14 @@ class PyBatch {
     }
 
     GameBatch& batch() { return *batch_; }
+    bool is_points() const { return points_ != nullptr; }
     py::ssize_t n() const { return batch_->num_envs(); }
 
     NumberLineBatch& number_line(const char* what) {
-        if (number_line_ == nullptr) throw py::attribute_error(std::string(what) + " exists only for NumberLine");
+        if (number_line_ == nullptr) {
+            throw py::attribute_error(std::string(what) + " exists only for NumberLine" +
+                                      (std::string(what) == "target" ? " and the points games" : ""));
+        }
         return *number_line_;
     }
     PointsBatch& points(const char* what) {
@@ -298,7 +302,16 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("done", [](PyBatch& b) { return to_array<bool>(b.batch().done(), {b.n()}); })
         .def_property_readonly("episode_return", [](PyBatch& b) { return to_array<float>(b.batch().episode_return(), {b.n()}); })
         // NumberLine
-        .def_property_readonly("target", [](PyBatch& b) { return to_array<int32_t>(b.number_line("target").target(), {b.n()}); })
+        .def_property_readonly("target", [](PyBatch& b) {
+            // Per-env target: NumberLine's drawn x, or the points games' fixed target.
+            if (b.is_points()) {
+                py::array_t<int32_t> out(b.n());
+                const auto value = static_cast<int32_t>(b.points("target").target());
+                for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = value;
+                return out;
+            }
+            return to_array<int32_t>(b.number_line("target").target(), {b.n()});
+        })
         .def_property_readonly("current", [](PyBatch& b) { return to_array<int32_t>(b.number_line("current").current(), {b.n()}); })
         .def_property_readonly("n_max", [](PyBatch& b) { return b.number_line("n_max").n_max(); })
         // Points games

@@ -143,6 +143,7 @@ def test_points_expert_formula_scores_ten() -> None:
             rewards = _play(fresh, int(i), names)
             assert rewards[-1] == 10.0 and sum(rewards) == 10.0
             assert fresh.success[i] and fresh.done[i]
+        assert (games.target == target).all() and games.target.shape == (64,)
         solvable = np.array([solve(v, target) is not None for v in games.values.tolist()])
         assert (games.solvable == solvable).all()
 
@@ -374,6 +375,8 @@ def test_bad_arguments_are_named() -> None:
         _ = games.player_sum
     with pytest.raises(AttributeError, match="NumberLine"):
         _ = games.current
+    with pytest.raises(AttributeError, match="points games"):
+        _ = BatchedGames("Blackjack", 1, 0).target
     with pytest.raises(ValueError, match="game must be"):
         BatchedGames("Poker", 1, 0)
     with pytest.raises(ValueError, match="face_rule"):

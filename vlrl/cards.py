@@ -143,7 +143,10 @@ def verify(formula: str, values: list[int], target: int) -> Verdict:
         _check_values(values)
         _check_int64("target", target)
         raise
-    return Verdict(outcome, Fraction(num, den) if has_value else None, numbers)
+    if not has_value:
+        return Verdict(outcome, None, numbers)
+    # Fraction(int) skips normalisation; most values are integers.
+    return Verdict(outcome, Fraction(num) if den == 1 else Fraction(num, den), numbers)
 
 
 def verify_batch(
@@ -254,6 +257,7 @@ class BatchedGames(_core.BatchedGames):
     ``legal_mask() -> bool[N, A]``, ``formula(i)`` (points games).
     State (numpy copies): all games ``elapsed``, ``success``, ``done``,
     ``episode_return``; NumberLine ``target``, ``current``, ``n_max``; points games
+    ``target`` (the fixed target, per env),
     ``cards`` (rank index 0..12) / ``suits`` (index into SUITS) / ``values`` / ``used``
     [N, k], ``solvable`` [N], ``points_target``; Blackjack ``player_cards``,
     ``dealer_cards`` (rank index, -1 pad) and ``player_suits``, ``dealer_suits``
