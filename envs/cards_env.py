@@ -90,6 +90,14 @@ class GameView:
     def expert_response(self, i: int, cot: bool) -> str:
         raise NotImplementedError
 
+    def expert_actions(self) -> np.ndarray:
+        """The expert's action in every env, int64 [N]."""
+        return np.array([self.expert_action(i) for i in range(self.games.num_envs)], np.int64)
+
+    def expert_responses(self, cot: bool) -> list[str]:
+        """The expert's answer text in every env."""
+        return [self.expert_response(i, cot) for i in range(self.games.num_envs)]
+
     def legal_actions(self, mask_row: np.ndarray) -> np.ndarray:
         return np.nonzero(mask_row)[0].astype(np.int64)
 
@@ -117,11 +125,22 @@ class NumberLineView(GameView):
         return prompts.numberline_prompt(cot)
 
     def expert_action(self, i: int) -> int:
-        symbol = "+" if self.games.current[i] < self.games.target[i] else "-"
-        return self.action_names.index(symbol)
+        return int(self.expert_actions()[i])
 
     def expert_response(self, i: int, cot: bool) -> str:
         return prompts.numberline_expert(int(self.games.target[i]), int(self.games.current[i]), cot)
+
+    def expert_actions(self) -> np.ndarray:
+        plus, minus = self.action_names.index("+"), self.action_names.index("-")
+        below = np.asarray(self.games.current) < np.asarray(self.games.target)
+        return np.where(below, plus, minus).astype(np.int64)
+
+    def expert_responses(self, cot: bool) -> list[str]:
+        targets, currents = np.asarray(self.games.target), np.asarray(self.games.current)
+        return [
+            prompts.numberline_expert(int(t), int(c), cot)
+            for t, c in zip(targets, currents, strict=True)
+        ]
 
 
 _TOKEN = re.compile(r"\d+|[^\s\d]")
@@ -321,24 +340,34 @@ class BlackjackView(GameView):
     def prompt(self, i: int, cot: bool) -> str:
         return prompts.blackjack_prompt(cot)
 
-    def _expert(self, i: int) -> str:
-        return basic_strategy(
-            int(self.games.player_sum[i]),
-            int(self.games.dealer_showing[i]),
-            bool(self.games.usable_ace[i]),
+    def _states(self) -> list[tuple[int, int, bool]]:
+        """(player_sum, dealer_showing, usable_ace) of every env, read once."""
+        return list(
+            zip(
+                np.asarray(self.games.player_sum).tolist(),
+                np.asarray(self.games.dealer_showing).tolist(),
+                np.asarray(self.games.usable_ace, bool).tolist(),
+                strict=True,
+            )
         )
 
     def expert_action(self, i: int) -> int:
-        return self.action_names.index(self._expert(i))
+        return int(self.expert_actions()[i])
 
     def expert_response(self, i: int, cot: bool) -> str:
-        return prompts.blackjack_expert(
-            int(self.games.player_sum[i]),
-            int(self.games.dealer_showing[i]),
-            bool(self.games.usable_ace[i]),
-            self._expert(i),
-            cot,
+        return self.expert_responses(cot)[i]
+
+    def expert_actions(self) -> np.ndarray:
+        return np.array(
+            [self.action_names.index(basic_strategy(*state)) for state in self._states()],
+            np.int64,
         )
+
+    def expert_responses(self, cot: bool) -> list[str]:
+        return [
+            prompts.blackjack_expert(*state, basic_strategy(*state), cot)
+            for state in self._states()
+        ]
 
 
 def make_view(

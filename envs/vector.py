@@ -170,11 +170,11 @@ class CardsVectorEnv(VectorEnv):
 
     def expert_actions(self) -> np.ndarray:
         """The expert's action index in every env, int64 [N]."""
-        return np.array([self.view.expert_action(i) for i in range(self.num_envs)], np.int64)
+        return self.view.expert_actions()
 
     def expert_responses(self, cot: bool = True) -> list[str]:
         """The expert's answer text in every env."""
-        return [self.view.expert_response(i, cot) for i in range(self.num_envs)]
+        return self.view.expert_responses(cot)
 
     def parse_actions(
         self,
