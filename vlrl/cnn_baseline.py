@@ -100,6 +100,9 @@ class CNNAgent:
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.policy.parameters() if p.requires_grad]
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        return list(self.policy.value_head.parameters())
+
     def env_kwargs(self, kwargs: dict) -> dict:
         out = dict(kwargs)
         out.setdefault("image_size", DEFAULT_IMAGE_SIZE)

@@ -146,6 +146,10 @@ class PPOConfig:
     max_grad_norm: float = _f(0.01, "Gradient-norm clip.")
     lr: float = _f(1e-5, "Peak learning rate.")
     lr_min: float = _f(1e-9, "Learning rate at the end of the cosine schedule.")
+    vf_lr: float | None = _f(
+        None,
+        "Peak learning rate of the value head (null: ppo.lr, as the reference runs); scaled by the same schedule.",
+    )
     lr_schedule: str = _f("cosine", "cosine (lr -> lr_min over num_updates) or constant.")
     adam_eps: float = _f(1e-7, "Adam epsilon.")
     weight_decay: float = _f(0.0, "Adam weight decay (0: the reference runs use none).")

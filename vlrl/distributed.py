@@ -73,27 +73,39 @@ class DistContext:
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
 
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average scalar metrics across ranks (NaN-free keys only)."""
+    def _reduce(self, values: dict[str, float], average: bool) -> dict[str, float]:
+        """Sum (or NaN-aware mean) of scalar metrics over ranks; ranks may report different
+        keys or NaN (e.g. no finished episode), which count as missing, never as a hang."""
         if self.world_size <= 1:
-            return values
+            return dict(values)
+        import math
+
         import torch.distributed as dist
 
-        keys = sorted(values)
-        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, sorted(values))
+        keys = sorted(set().union(*gathered))
+        raw = [float(values.get(k, math.nan)) for k in keys]
+        finite = [v if math.isfinite(v) else 0.0 for v in raw]
+        counts = [1.0 if math.isfinite(v) else 0.0 for v in raw]
+        tensor = torch.tensor(finite + counts, dtype=torch.float64)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor /= self.world_size
-        return dict(zip(keys, tensor.tolist(), strict=True))
+        n = len(keys)
+        out = {}
+        for i, key in enumerate(keys):
+            total, count = float(tensor[i]), float(tensor[n + i])
+            if count == 0:
+                out[key] = math.nan
+            else:
+                out[key] = total / count if average else total
+        return out
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average scalar metrics across ranks (NaN entries excluded)."""
+        return self._reduce(values, average=True)
 
     def sum(self, values: dict[str, float]) -> dict[str, float]:
-        if self.world_size <= 1:
-            return values
-        import torch.distributed as dist
-
-        keys = sorted(values)
-        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return dict(zip(keys, tensor.tolist(), strict=True))
+        return self._reduce(values, average=False)
 
     def barrier(self) -> None:
         if self.world_size > 1:

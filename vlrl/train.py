@@ -110,6 +110,10 @@ class VLMAgent:
     def parameters(self) -> list[torch.nn.Parameter]:
         return self.policy.trainable_parameters()
 
+    def value_parameters(self) -> list[torch.nn.Parameter]:
+        head = getattr(self.policy, "value_head", None)
+        return [p for p in head.parameters() if p.requires_grad] if head is not None else []
+
     def env_kwargs(self, kwargs: dict) -> dict:
         """Env arguments with the image size the vision tower expects, unless given."""
         out = dict(kwargs)
@@ -431,9 +435,24 @@ def cosine_factor(update: int, total: int, lr: float, lr_min: float) -> float:
     return (lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * progress))) / lr
 
 
-def make_optimizer(params, lr: float, eps: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam (eps 1e-7, no weight decay by default, as the reference runs)."""
-    return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay)
+def make_optimizer(
+    params,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    value_params=None,
+    vf_lr: float | None = None,
+) -> torch.optim.Optimizer:
+    """Adam (eps 1e-7, no weight decay by default, as the reference runs); the value head
+    gets its own learning rate ``vf_lr`` when given (the schedule scales both alike)."""
+    if vf_lr is None or not value_params:
+        return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay)
+    value_ids = {id(p) for p in value_params}
+    groups = [
+        {"params": [p for p in params if id(p) not in value_ids]},
+        {"params": [p for p in params if id(p) in value_ids], "lr": vf_lr},
+    ]
+    return torch.optim.Adam(groups, lr=lr, eps=eps, weight_decay=weight_decay)
 
 
 def make_scheduler(optimizer, total: int, lr: float, lr_min: float, kind: str):
@@ -600,7 +619,14 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     ppo_cfg = cfg.ppo
     params = agent.parameters()
     initial_digest = param_digest(params)
-    optimizer = make_optimizer(params, ppo_cfg.lr, ppo_cfg.adam_eps, ppo_cfg.weight_decay)
+    optimizer = make_optimizer(
+        params,
+        ppo_cfg.lr,
+        ppo_cfg.adam_eps,
+        ppo_cfg.weight_decay,
+        agent.value_parameters(),
+        ppo_cfg.vf_lr,
+    )
     scheduler = make_scheduler(
         optimizer, ppo_cfg.num_updates, ppo_cfg.lr, ppo_cfg.lr_min, ppo_cfg.lr_schedule
     )
@@ -708,7 +734,7 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
                 "charts/mean_reward": float(buffer.rewards.mean()),
             }
             scalars = {**episode_stats, **{f"losses/{k}": v for k, v in train_stats.items()}}
-            scalars = ctx.mean({k: v for k, v in scalars.items() if not math.isnan(v)})
+            scalars = ctx.mean(scalars)
             scalars.update(
                 {
                     "charts/learning_rate": lr,
