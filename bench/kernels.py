@@ -21,6 +21,9 @@ that floor. On CPU (no CUDA) the dispatcher picks the PyTorch reference, so "our
 the reference path at small sizes: the script is exercised in CI, the figures are not
 the GPU targets; memory is not measured on CPU.
 
+With ``TRITON_INTERPRET=1`` on CPU, "ours" runs the Triton kernels in the interpreter:
+slow, but it checks the kernels against the baselines end to end (the max-diff fields).
+
 Prints a table and one JSON line. Usage:
 ``python bench/kernels.py [--quick] [--repeats N] [--only segment,hidden,gae,mof]``.
 """
@@ -472,8 +475,10 @@ def main() -> None:
     )
     backend = choose_backend(probe)
     print(f"device: {machine}; kernel backend: {backend}; repeats: {repeats}")
-    if not on_gpu:
+    if backend == "reference":
         print("no CUDA: 'ours' is the PyTorch reference path at small sizes (not the GPU targets)")
+    elif backend == "interpreter":
+        print("TRITON_INTERPRET=1: 'ours' runs in the Triton interpreter (checks, not timings)")
     print_table(rows)
     print(
         json.dumps(

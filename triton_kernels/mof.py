@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ._dispatch import Backend, choose_backend, launch_options, lazy_jit, tl
 
@@ -256,6 +257,7 @@ class _InterleaveFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         (offsets,) = ctx.saved_tensors
         batch, tokens, width = ctx.token_shape
@@ -306,6 +308,7 @@ class _AdditiveFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         grad = grad.contiguous()
         grad_clip = torch.empty_like(grad)

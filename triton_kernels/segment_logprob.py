@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ._dispatch import HAS_TRITON, Backend, choose_backend, launch_options, lazy_jit, tl
 
@@ -444,6 +445,7 @@ class _TokenLogprobFunction(torch.autograd.Function):
         return token_logp, entropy
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_token_logp, grad_entropy):
         logits, targets, segment_ids, lse, entropy = ctx.saved_tensors
         if grad_token_logp is None and grad_entropy is None:
@@ -515,6 +517,7 @@ class _TokenLogprobFromHiddenFunction(torch.autograd.Function):
         return token_logp.view(batch, time), entropy.view(batch, time)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_token_logp, grad_entropy):
         (
             active_hidden,
