@@ -114,7 +114,7 @@ def bench_steps(game: str, n: int, steps_ours: int, steps_ref: int, repeats: int
     run_ours()
     run_ref()
     t_ours = t_ref = float("inf")
-    for _ in range(repeats + 2):
+    for _ in range(2 * repeats + 1):
         t_ours = min(t_ours, best_time(run_ours, 1))
         t_ref = min(t_ref, best_time(run_ref, 1))
     vec.close()

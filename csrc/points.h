@@ -156,13 +156,15 @@ class PointsBatch final : public GameBatch {
         float reward = 0.0f;
         if (action < n_numbers_) {
             const int value = action + 1;
-            // First unused card with this value; scanned backwards with selects
-            // instead of an early exit (random actions make that branch unpredictable).
-            int slot = -1;
-            for (size_t c = k; c-- > 0;) {
-                const bool match = (used_[u * k + c] == 0) & (values_[u * k + c] == value);
-                slot = match ? static_cast<int>(c) : slot;
+            // First unused card with this value, from bit masks built without
+            // branches (random actions make per-card branches unpredictable).
+            unsigned available = 0;
+            for (size_t c = 0; c < k; ++c) {
+                available |= static_cast<unsigned>((used_[u * k + c] == 0) &
+                                                   (values_[u * k + c] == value))
+                             << c;
             }
+            const int slot = available == 0 ? -1 : __builtin_ctz(available);
             if (slot < 0) {
                 reward = -1.0f;
             } else {
