@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -293,3 +296,44 @@ def test_compiled_kernel_on_cuda(dtype, rng, random_segments, random_targets):
     for name in SegmentLogprob._fields:
         _close(getattr(ours, name), getattr(ref, name), (tol["out"][0] * 10, tol["out"][1]))
     _close(ours_grad, ref_grad, tol["grad"])
+
+
+_STARTUP_SCRIPT = """
+import torch
+from vlrl.triton_kernels import (
+    choose_backend, gae, gae_reference, mof_interleave, mof_interleave_reference,
+    segment_logprob, segment_logprob_reference,
+)
+logits = torch.randn(2, 5, 300, requires_grad=True)
+segments = torch.tensor([[0, 1, 1, 2, 2], [0, 0, 0, 0, 0]], dtype=torch.int8)
+targets = torch.randint(0, 300, (2, 5))
+assert choose_backend(logits) == "interpreter"
+ours = segment_logprob(logits, targets, segments, 0.5, 0.7, return_entropy=True)
+assert "TokenLogprobFunction" in type(ours.entropy.grad_fn).__name__
+ref = segment_logprob_reference(logits, targets, segments, 0.5, 0.7, return_entropy=True)
+for a, b in zip(ours, ref):
+    torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+grads = [torch.autograd.grad(r.logprob.sum() + r.entropy.sum(), logits)[0] for r in (ours, ref)]
+torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+rewards, values, dones = torch.randn(6, 3), torch.randn(7, 3), torch.rand(6, 3) < 0.3
+torch.testing.assert_close(gae(rewards, values, dones, 0.9, 0.95),
+                           gae_reference(rewards, values, dones, 0.9, 0.95))
+clip, dino = torch.randn(2, 3, 40), torch.randn(2, 3, 40)
+torch.testing.assert_close(mof_interleave(clip, dino), mof_interleave_reference(clip, dino))
+print("interpreter-at-startup ok")
+"""
+
+
+@pytest.mark.skipif(not segment_module.HAS_TRITON, reason="triton is not installed here")
+def test_interpreter_set_before_import():
+    """The documented way, ``TRITON_INTERPRET=1`` in the environment of a fresh process."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTUP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "interpreter-at-startup ok" in done.stdout
