@@ -60,6 +60,15 @@ def test_large_hands_formulas_verify(values: list[int], target: int) -> None:
         assert sum(values) != target
 
 
+def test_solver_skips_overflowing_combinations() -> None:
+    big = 2**62
+    formula = solve([big, big, 2], 3)  # big*big overflows int64; big/big+2 does not
+    assert formula is not None and verify(formula, [big, big, 2], 3).outcome == "correct"
+    assert solve([big, big, big], 1) is not None  # big/big*... avoids the overflows
+    edge = solve([2**63 - 2, 1], 2**63 - 1)  # INT64_MAX itself is reachable
+    assert edge is not None and verify(edge, [2**63 - 2, 1], 2**63 - 1).outcome == "correct"
+
+
 def test_solver_is_deterministic_and_validates() -> None:
     assert solve([2, 3, 4, 6], 24) == solve([2, 3, 4, 6], 24)
     assert solve([24], 24) == "24"
