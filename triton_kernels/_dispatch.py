@@ -86,9 +86,8 @@ def force_backend(backend: Backend | None) -> Iterator[None]:
 class LazyKernel:
     """A ``@triton.jit`` kernel built on first launch, compiled or interpreted as the backend says.
 
-    Use as a decorator on a module-level function; launch with ``kernel[grid](...,
-    interpreted=...)`` is not needed: :meth:`launcher` returns the right object to index
-    with the grid.
+    Made by :func:`lazy_jit` on a module-level function; launched as
+    ``kernel.launcher(backend)[grid](*args, **constants)``.
     """
 
     def __init__(self, fn: Callable[..., Any]) -> None:

@@ -13,9 +13,6 @@ import pytest
 import torch
 from vlrl.triton_kernels import HAS_TRITON, force_backend
 
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed here")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
 
 @pytest.fixture
 def rng() -> torch.Generator:
