@@ -64,7 +64,10 @@ def test_solver_skips_overflowing_combinations() -> None:
     big = 2**62
     formula = solve([big, big, 2], 3)  # big*big overflows int64; big/big+2 does not
     assert formula is not None and verify(formula, [big, big, 2], 3).outcome == "correct"
-    assert solve([big, big, big], 1) is not None  # big/big*... avoids the overflows
+    # (big+big)/big = 2 exactly, but big+big overflows int64: both solver and verifier
+    # refuse it, consistently
+    assert solve([big, big, big], 2) is None
+    assert verify(f"({big}+{big})/{big}", [big, big, big], 2).outcome == "overflow"
     edge = solve([2**63 - 2, 1], 2**63 - 1)  # INT64_MAX itself is reachable
     assert edge is not None and verify(edge, [2**63 - 2, 1], 2**63 - 1).outcome == "correct"
 
