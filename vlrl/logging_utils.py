@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class RunLogger:
         self.enabled = enabled
         self.path = self.run_dir / "metrics.jsonl"
         self.writer = None
+        self.started = time.time()
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,12 @@ class RunLogger:
         if not self.enabled:
             return
         clean = {k: _jsonable(v) for k, v in scalars.items()}
-        record = {"step": int(step), **fields, **clean}
+        record = {
+            "step": int(step),
+            "wall_s": round(time.time() - self.started, 2),
+            **fields,
+            **clean,
+        }
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.writer is not None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vlrl.config import TrainConfig
+from vlrl.ppo import grads_finite
 
 
 def sft_steps(num_examples: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
@@ -67,6 +68,7 @@ def run_sft(
     policy.train(True)
     losses: list[float] = []
     tokens = 0
+    skipped = 0
     progress = None
     if console is not None and console.rich is not None:
         from rich.progress import (
@@ -97,14 +99,15 @@ def run_sft(
                 [e.image for e in batch], [e.prompt for e in batch], [e.response for e in batch]
             )
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                continue  # never apply a non-finite step
             loss.backward()
             if ctx is not None and ctx.world_size > 1:
-                ctx.reduce_grads(params)
-            if sft.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, sft.max_grad_norm)
-            optimizer.step()
+                ctx.reduce_grads(params)  # every rank reduces, so a skip is unanimous
+            if grads_finite(params):
+                if sft.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, sft.max_grad_norm)
+                optimizer.step()
+            else:
+                skipped += 1  # never apply a non-finite step
             scheduler.step()
             losses.append(float(loss.detach()))
             tokens += sum(len(e.prompt) + len(e.response) for e in batch)  # refined below
@@ -133,6 +136,7 @@ def run_sft(
     tokens = int(tokens * per_char)
     return {
         "steps": steps,
+        "skipped_steps": skipped,
         "examples": len(examples),
         "final_loss": float(np.mean(losses[-20:])) if losses else math.nan,
         "tokens": tokens,
