@@ -72,8 +72,8 @@ def load_policy(
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the backbone (the value
             head stays float32).
         value_head: attach the value MLP (widths ``value_head_hidden``).
-        mof: None, ``"additive"`` or ``"interleaved"`` (LLaVA-architecture models: a tiny
-            DINOv2 tower with the CLIP tower's patch grid; ``mof_alpha`` for additive).
+        mof: None, ``"additive"`` or ``"interleaved"`` (``"tiny"`` only: a tiny DINOv2
+            tower with the CLIP tower's patch grid; ``mof_alpha`` weighs CLIP in additive).
         attn: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"`` (needs flash-attn).
         device: torch device string.
         seed: seeds the random weights (tiny, value head, MoF, LoRA) and the policy's
@@ -171,7 +171,7 @@ def policy_from_model(
     return policy.to(hf_model.device).eval()
 
 
-def _attach(policy_parts: dict, hf_model, lora: LoraSettings | None, mof_module: MoFVision | None):
+def _attach(hf_model, lora: LoraSettings | None, mof_module: MoFVision | None):
     """Wrap the model with LoRA (and freeze) or leave it fully trainable."""
     if lora is None:
         return hf_model
@@ -212,7 +212,7 @@ def _finish(
     meta,
     seed,
 ) -> VLMPolicy:
-    model = _attach({}, hf_model, lora, mof_module)
+    model = _attach(hf_model, lora, mof_module)
     head = None
     if value_head:
         head = ValueHead(hf_model.config.get_text_config().hidden_size, value_head_hidden)

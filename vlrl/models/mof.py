@@ -45,7 +45,10 @@ class MoFVision(nn.Module):
         self.mode = mode
         self.alpha = float(alpha)
         self.dino = Dinov2Model(dino_config)
-        self.adapter = DinoAdapter(dino_config.hidden_size, text_hidden)
+        # Additive MoF mixes before the model's own projector: only interleaving needs one.
+        self.adapter = (
+            DinoAdapter(dino_config.hidden_size, text_hidden) if mode == "interleaved" else None
+        )
 
     def tokens_per_image(self, clip_tokens: int) -> int:
         """Image placeholder tokens the prompt needs for ``clip_tokens`` CLIP patches."""
