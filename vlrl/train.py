@@ -924,7 +924,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (resume / "config.yaml").is_file():
             print(f"error: --resume {resume}: no config.yaml there", file=sys.stderr)
             return 2
-        cfg = load_config(resume / "config.yaml", args.overrides)
+        # stop_after_updates belongs to one process, not to the run
+        cfg = load_config(resume / "config.yaml", ["stop_after_updates=null", *args.overrides])
     else:
         path = args.config if args.config is not None else default_config_path()
         cfg = load_config(path, args.overrides)

@@ -186,3 +186,98 @@ def test_two_gloo_ranks_keep_identical_parameters(tmp_path):
     assert d0["sha"] != d0["initial_sha"]
     summary = json.loads((tmp_path / "dist" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["env_steps"] == 16
+
+
+def test_sft_cli_then_evaluate_cli_with_ood(tmp_path, capsys):
+    from vlrl import evaluate, sft
+
+    assert sft.main([*TINY, f"out_dir={tmp_path}", "run_name=s", "sft.action_noise=0.5"]) == 0
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert 0.0 <= summary["sft_success"] <= 1.0 and summary["sft"]["steps"] == 3
+    out = tmp_path / "eval.json"
+    code = evaluate.main(
+        [
+            str(tmp_path / "s"),
+            "--episodes",
+            "3",
+            "--num-envs",
+            "3",
+            "--ood-kwargs",
+            '{"n_max": 7}',
+            "--out",
+            str(out),
+            "--plot",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    for side in ("in-distribution", "out-of-distribution"):
+        assert report[side]["episodes"] == 3.0
+        assert 0.0 <= report[side]["success"] <= 1.0
+    assert "out-of-distribution" in capsys.readouterr().out
+    assert (tmp_path / "s" / "learning_curve.png").is_file()
+
+
+def test_cnn_baseline_ppo_runs_and_resumes(tmp_path):
+    common = [
+        *TINY,
+        "model.name=cnn",
+        "sft.enabled=false",
+        "ppo.num_updates=2",
+        "ppo.lr=1e-3",
+        f"out_dir={tmp_path}",
+    ]
+    full = run(load_config(None, [*common, "run_name=cnn_full"]))
+    assert full["model"] == "cnn" and full["num_updates"] == 2
+    stopped = run(load_config(None, [*common, "run_name=cnn_killed", "stop_after_updates=1"]))
+    killed = Path(stopped["run_dir"])
+    resumed = run(load_config(killed / "config.yaml", ["stop_after_updates=null"]), resume=killed)
+    assert resumed["param_digest"]["sha"] == full["param_digest"]["sha"]
+    assert full["param_digest"]["sha"] != full["param_digest"]["initial_sha"]
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
+    """A real kill -9 at an arbitrary moment (possibly inside a checkpoint write)."""
+    import signal
+    import time
+
+    common = [
+        *TINY,
+        "model.name=cnn",
+        "sft.enabled=false",
+        "ppo.num_updates=30",
+        "ppo.lr=1e-3",
+        f"out_dir={tmp_path}",
+    ]
+    full = run(load_config(None, [*common, "run_name=straight"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("{}\n")  # the dataclass defaults, as load_config(None) above
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlrl.train", "--config", str(defaults), *common, "run_name=victim"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    checkpoints = tmp_path / "victim" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        latest = ckpt.latest_checkpoint(checkpoints) if checkpoints.is_dir() else None
+        if latest is not None and latest.name >= "update-000002":
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "victim" / "summary.json").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "vlrl.train", "--resume", str(tmp_path / "victim")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = json.loads((tmp_path / "victim" / "summary.json").read_text())
+    assert resumed["num_updates"] == 30
+    assert resumed["param_digest"]["sha"] == full["param_digest"]["sha"]
