@@ -126,9 +126,18 @@ def plot_learning_curve(
     ]
     if train:
         x, y = (np.array(v, dtype=np.float64) for v in zip(*train, strict=True))
-        ax_success.plot(x, y, color="tab:blue", alpha=0.25, label="training episodes (raw)")
         ax_success.plot(
-            x, savgol_smooth(y), color="tab:blue", label="training episodes (SG smoothed)"
+            x,
+            y,
+            color="tab:blue",
+            alpha=0.25,
+            label="episodes finished in rollouts (raw; short ones over-represented)",
+        )
+        ax_success.plot(
+            x,
+            savgol_smooth(y),
+            color="tab:blue",
+            label="episodes finished in rollouts (Savitzky-Golay)",
         )
     evals = [r for r in records if r.get(eval_key) is not None]
     if evals:
