@@ -147,3 +147,39 @@ def test_logger_curves_and_error_bars(tmp_path):
     assert (
         json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["eval/success"] == 0.8
     )
+
+
+def test_sft_data_experts_noise_and_suboptimal_trajectories():
+    from vlrl.envs import parse_action
+    from vlrl.evaluate import make_env
+    from vlrl.sft_data import build_sft_examples, corrupt_answer
+
+    clean = build_sft_examples("vlrl/NumberLine-v0", {"image_size": 56}, 40, seed=0, cot=True)
+    assert len(clean) == 40 and all('"current number"' in e.response for e in clean)
+    assert all(e.image is not None and e.image.dtype == np.uint8 for e in clean)
+    plain = build_sft_examples("vlrl/NumberLine-v0", {"image_size": 56}, 5, seed=0, cot=False)
+    assert all("thoughts" not in e.response for e in plain)
+    noisy = build_sft_examples(
+        "vlrl/NumberLine-v0", {"image_size": 56}, 40, seed=0, cot=True, action_noise=1.0
+    )
+    env = make_env("vlrl/NumberLine-v0", {"image_size": 56})
+    flipped = sum(
+        parse_action(env, a.response)[0] != parse_action(env, b.response)[0]
+        for a, b in zip(clean, noisy, strict=True)
+    )
+    assert 8 <= flipped <= 32  # about half of the uniformly redrawn actions differ
+    # the thoughts (the read-out) are untouched by the noise
+    assert all(
+        a.response.split('"action"')[0] == b.response.split('"action"')[0]
+        for a, b in zip(clean, noisy, strict=True)
+    )
+
+    rng = np.random.default_rng(0)
+    answer = '{"cards": ["4", "6", "2", "K"], "formula": "4*6*2/2"}'
+    assert corrupt_answer(answer, rng) != answer
+    gp = build_sft_examples(
+        "vlrl/GeneralPoints-v0", {"vision": False}, 12, seed=0, cot=True, suboptimal_share=1.0
+    )
+    assert len(gp) == 12
+    # later turns of sub-optimal trajectories carry the verifier's messages in their prompt
+    assert sum("fail" in e.prompt.lower() for e in gp) >= 6
