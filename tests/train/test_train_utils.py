@@ -151,6 +151,7 @@ def test_logger_curves_and_error_bars(tmp_path):
 
 def test_sft_data_experts_noise_and_suboptimal_trajectories():
     from vlrl.envs import parse_action
+
     from vlrl.evaluate import make_env
     from vlrl.sft_data import build_sft_examples, corrupt_answer
 
