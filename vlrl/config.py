@@ -443,15 +443,16 @@ def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type = TrainConfig, prefix: str = "") -> str:
-    """Every key with its default and help text, one per line (for ``--help-config``)."""
+def describe(cfg: Any = TrainConfig, prefix: str = "") -> str:
+    """Every key with its value and help text, one per line (for ``--help-config``);
+    ``cfg`` is a config class (its defaults) or a resolved instance."""
     lines = []
-    instance = cls()
-    for f in dataclasses.fields(cls):
+    instance = cfg() if isinstance(cfg, type) else cfg
+    for f in dataclasses.fields(instance):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
             lines.append(f"[{prefix}{f.name}]  {f.metadata.get('help', '')}")
-            lines.append(describe(type(value), prefix=f"{prefix}{f.name}."))
+            lines.append(describe(value, prefix=f"{prefix}{f.name}."))
         else:
             lines.append(f"  {prefix}{f.name} = {value!r}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)

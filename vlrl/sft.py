@@ -148,7 +148,7 @@ def run_sft(
 def main(argv: list[str] | None = None) -> int:
     """``python -m vlrl.sft [--config FILE] [key=value ...]``: SFT alone, then evaluation."""
     from vlrl import checkpoint as ckpt
-    from vlrl.config import load_config, make_run_name, save_config
+    from vlrl.config import ConfigError, describe, load_config, make_run_name, save_config
     from vlrl.logging_utils import RunLogger
     from vlrl.train import (
         Console,
@@ -160,12 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args, _ = parse_args(argv, "python -m vlrl.sft", "Supervised fine-tuning on expert data.")
+    try:
+        cfg = load_config(args.config if args.config else default_config_path(), args.overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.help_config:
-        from vlrl.config import describe
-
-        print(describe(TrainConfig))
+        print(describe(cfg))
         return 0
-    cfg = load_config(args.config if args.config else default_config_path(), args.overrides)
     if cfg.exp_name == "ppo":
         cfg.exp_name = "sft"
     if cfg.threads:

@@ -46,7 +46,14 @@ import torch
 
 from vlrl import checkpoint as ckpt
 from vlrl.buffer import RolloutBuffer
-from vlrl.config import TrainConfig, describe, load_config, make_run_name, save_config
+from vlrl.config import (
+    ConfigError,
+    TrainConfig,
+    describe,
+    load_config,
+    make_run_name,
+    save_config,
+)
 from vlrl.distributed import DistContext, setup
 from vlrl.evaluate import episode_success, evaluate_agent, make_env, training_flops
 from vlrl.logging_utils import RunLogger, plot_learning_curve, read_jsonl
@@ -905,7 +912,7 @@ def parse_args(
     parser.add_argument(
         "--help-config",
         action="store_true",
-        help="list every config key with its default and meaning",
+        help="list every config key with its resolved value (preset + overrides) and meaning",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     return parser.parse_args(argv), []
@@ -916,19 +923,22 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parse_args(
         argv, "python -m vlrl.train", "SFT warm start + PPO for a VLM agent (Algorithm 1)."
     )
-    if args.help_config:
-        print(describe(TrainConfig))
-        return 0
     resume = Path(args.resume) if args.resume else None
-    if resume is not None:
-        if not (resume / "config.yaml").is_file():
-            print(f"error: --resume {resume}: no config.yaml there", file=sys.stderr)
-            return 2
-        # stop_after_updates belongs to one process, not to the run
-        cfg = load_config(resume / "config.yaml", ["stop_after_updates=null", *args.overrides])
-    else:
-        path = args.config if args.config is not None else default_config_path()
-        cfg = load_config(path, args.overrides)
+    try:
+        if resume is not None:
+            if not (resume / "config.yaml").is_file():
+                raise ConfigError(f"--resume {resume}: no config.yaml there")
+            # stop_after_updates belongs to one process, not to the run
+            cfg = load_config(resume / "config.yaml", ["stop_after_updates=null", *args.overrides])
+        else:
+            path = args.config if args.config is not None else default_config_path()
+            cfg = load_config(path, args.overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.help_config:
+        print(describe(cfg))
+        return 0
     run(cfg, resume=resume)
     return 0
 
