@@ -58,6 +58,12 @@ def test_loads_family_and_generates_batched_with_exact_logprobs(folder):
     )
     torch.testing.assert_close(scores.logprob.detach(), expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(scores.values.detach(), out.values, atol=1e-5, rtol=1e-5)
+    # Processed images are cached by content and batch like the processor's own output.
+    assert len(policy._pixel_cache) == 3
+    # (Mllama's processor takes a list of images per sample.)
+    nested = [[image] for image in images] if family == "mllama" else images
+    direct = policy.processor.image_processor(nested, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(policy._processed_images(images)["pixel_values"], direct)
     # The image matters: other pixels, other log-probs.
     other = _rescore(policy, _images(3, seed=9), out, temperature=0.8)
     assert not torch.allclose(other.logprob, scores.logprob)
@@ -137,3 +143,23 @@ def test_policy_from_model_saves_whole_and_reloads(folder, tmp_path):
     first = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
     second = reloaded.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
     assert first.texts == second.texts and torch.equal(first.values, second.values)
+
+
+def test_rows_are_independent_of_their_batch(folder):
+    """A row scores the same alone as in a padded batch with other images and lengths."""
+    _, path = folder
+    policy = load_policy(str(path), value_head_hidden=(32, 16))
+    images = _images(3, seed=4)
+    out = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=6, seed=3)
+    batch = _rescore(policy, images, out)
+    for row in range(3):
+        alone = policy.score(
+            images[row : row + 1],
+            out.prompt_ids[row : row + 1],
+            out.output_ids[row : row + 1],
+            out.segment_ids[row : row + 1],
+            lam=0.5,
+            temperature=1.0,
+        )
+        torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)

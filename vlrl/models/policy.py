@@ -15,7 +15,9 @@ output positions while scoring (or not at all for large vocabularies, where
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ POLICY_WEIGHTS_FILE = "policy.safetensors"
 MOF_CONFIG_FILE = "mof_dino_config.json"
 # Above this vocabulary size scoring never materialises [B, T, V] logits.
 FUSED_HEAD_MIN_VOCAB = 16384
+# Processed images kept for re-scoring (LLaVA-NeXT at 336 px: 2 MB each in bf16).
+PIXEL_CACHE_IMAGES = 1024
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -130,6 +134,7 @@ class VLMPolicy(nn.Module):
         self._generator_seed = int(seed)
         self._generator: torch.Generator | None = None
         self._image_token_counts: dict[tuple[int, ...], int] = {}
+        self._pixel_cache: OrderedDict[bytes, dict] = OrderedDict()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -300,9 +305,7 @@ class VLMPolicy(nn.Module):
                     }
                 }
             return {"pixel_values": pixels}
-        processed = self.processor.image_processor(
-            [self._pil(image) for image in present], return_tensors="pt"
-        )
+        processed = self._processed_images(present)
         dtype = self._hf.dtype
         if self.family == "mllama":
             if len(present) != len(images):
@@ -318,6 +321,44 @@ class VLMPolicy(nn.Module):
         if "image_sizes" in processed:
             vision["image_sizes"] = processed["image_sizes"].to(device)
         return vision
+
+    def _processed_images(self, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """The image processor's batch outputs, each image processed once while cached.
+
+        PPO scores every transition several times (old log-probs, each epoch), and the
+        processors' PIL fallback costs tens of milliseconds per high-resolution image, so
+        processed images are kept in a small LRU keyed by the pixels' hash.
+        """
+        per_image = []
+        for image in images:
+            array = np.ascontiguousarray(image)
+            key = hashlib.blake2b(array.tobytes(), digest_size=16).digest() + bytes(
+                str(array.shape), "ascii"
+            )
+            hit = self._pixel_cache.get(key)
+            if hit is None:
+                hit = dict(self.processor.image_processor([self._pil(array)], return_tensors="pt"))
+                hit["pixel_values"] = hit["pixel_values"].to(self._hf.dtype)
+                self._pixel_cache[key] = hit
+                while len(self._pixel_cache) > PIXEL_CACHE_IMAGES:
+                    self._pixel_cache.popitem(last=False)
+            else:
+                self._pixel_cache.move_to_end(key)
+            per_image.append(hit)
+        batch: dict[str, torch.Tensor] = {}
+        for name in per_image[0]:
+            tensors = [item[name] for item in per_image]
+            if not isinstance(tensors[0], torch.Tensor):
+                continue
+            if name == "pixel_values" and tensors[0].dim() == 5 and self.family != "mllama":
+                # LLaVA-NeXT: [1, patches, 3, H, W]; pad the patch count like the processor.
+                most = max(t.shape[1] for t in tensors)
+                tensors = [
+                    F.pad(t, (0, 0, 0, 0, 0, 0, 0, most - t.shape[1])) if t.shape[1] < most else t
+                    for t in tensors
+                ]
+            batch[name] = torch.cat(tensors, dim=0)
+        return batch
 
     def _mllama_cross_mask(
         self, input_ids: torch.Tensor, aspect_ratio_mask: torch.Tensor
