@@ -115,8 +115,19 @@ class NumberLineView(GameView):
         out: np.ndarray | None = None,
         memo: dict | None = None,
     ) -> np.ndarray:
-        # One gather of whole precomputed images: nothing to gain from a memo.
-        return self.renderer.render(self.games.target, self.games.current, out)
+        targets = np.asarray(self.games.target, np.int64)
+        currents = np.asarray(self.games.current, np.int64)
+        previous = None if memo is None else memo.get("state")
+        if out is None or previous is None or previous[0].shape != targets.shape:
+            images = self.renderer.render(targets, currents, out)
+        else:
+            # The target line changes only with a new episode: most steps redraw only
+            # the lower half, and only where the current number moved.
+            images = out
+            self.renderer.redraw(images, previous, (targets, currents))
+        if memo is not None:
+            memo["state"] = (targets, currents)
+        return images
 
     def info(self, i: int) -> dict[str, Any]:
         return {"target": int(self.games.target[i]), "current": int(self.games.current[i])}

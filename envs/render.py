@@ -373,6 +373,21 @@ class NumberLineRenderer:
         out[:, half:] = self.halves[1][currents]
         return out
 
+    def redraw(
+        self,
+        images: np.ndarray,
+        old: tuple[np.ndarray, np.ndarray],
+        new: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Bring ``images`` drawn for (targets, currents) ``old`` up to ``new``, in place,
+        rewriting only the half-images whose number changed."""
+        half = self.halves[0].shape[1]
+        for line, (before, after) in enumerate(zip(old, new, strict=True)):
+            rows = np.nonzero(before != after)[0]
+            if rows.size:
+                region = slice(0, half) if line == 0 else slice(half, None)
+                images[rows, region] = self.halves[line][np.clip(after[rows], 0, self.n_max)]
+
 
 class CardsRenderer:
     """Cards on a green table: a row of k cards with the formula under it, or a 2x2 grid.
