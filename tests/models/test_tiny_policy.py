@@ -297,3 +297,22 @@ def test_fused_head_path_matches_logits_path(policy, monkeypatch):
     fused.logprob.sum().backward()
     assert policy.model.lm_head.weight.grad.abs().sum() > 0
     policy.zero_grad()
+
+
+@pytest.mark.parametrize("mof", [None, "interleaved"])
+def test_rows_score_the_same_alone_and_batched(mof):
+    policy = load_policy("tiny", mof=mof, value_head_hidden=SMALL_HEAD, seed=6)
+    images = _images(3, seed=8)
+    out = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=8, seed=2)
+    batch = _rescore(policy, images, out, lam=0.5, temperature=1.0)
+    for row in range(3):
+        alone = policy.score(
+            images[row : row + 1],
+            out.prompt_ids[row : row + 1],
+            out.output_ids[row : row + 1],
+            out.segment_ids[row : row + 1],
+            lam=0.5,
+            temperature=1.0,
+        )
+        torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)
