@@ -535,6 +535,8 @@ class BlackjackRenderer:
         self.empty = CARD_BACK + 1
         self.background = np.empty((size, size, 3), np.uint8)
         self.background[:] = TABLE_GREEN
+        self.empty_band = np.empty((self.card_h, size, 3), np.uint8)
+        self.empty_band[:] = TABLE_GREEN
         self.row_tops = []
         top = gap
         for name in ("Dealer", "Player"):
@@ -586,7 +588,9 @@ class BlackjackRenderer:
     def _draw_band(self, images: np.ndarray, rows: np.ndarray, codes: np.ndarray, top: int) -> None:
         """Clear the card band of ``images[rows]`` and lay out ``codes`` (their rows) anew."""
         band = slice(top, top + self.card_h)
-        images[rows, band] = TABLE_GREEN
+        # A whole band-shaped block: broadcasting the 3-value colour into a fancy-indexed
+        # region runs numpy's slow element-wise path (~20x slower).
+        images[rows, band] = self.empty_band
         counts = (codes != self.empty).sum(axis=1)
         # Rows with the same card count share the slot positions: one copy per
         # (count, slot) for the whole group.
