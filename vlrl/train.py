@@ -575,6 +575,8 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     else:
         agent = build_agent(cfg, device=ctx.device)
         saved = None
+    # seconds spent by earlier processes of this run (resume); this one's are added
+    elapsed_before = float(state["elapsed"])
     console.print(
         f"run [bold]{run_dir}[/bold]  env {cfg.env.id}  model {cfg.model.name}  params {agent.n_params:,}"
     )
@@ -675,9 +677,8 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
         )
 
     if saved is None:
-        state["elapsed"] = time.time() - started
+        state["elapsed"] = elapsed_before + (time.time() - started)
         save(0)
-    elapsed_before = state["elapsed"]
     progress = None
     if console.rich is not None:
         from rich.progress import (
