@@ -316,3 +316,24 @@ def test_rows_score_the_same_alone_and_batched(mof):
         )
         torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)
+
+
+def test_gradient_checkpointing_keeps_gradients():
+    images = _images(2)
+    grads = []
+    for checkpointing in (False, True):
+        policy = load_policy(
+            "tiny", lora=LoraSettings(r=2, alpha=4, dropout=0.0), value_head_hidden=SMALL_HEAD
+        )
+        if checkpointing:
+            policy.enable_gradient_checkpointing()
+            assert policy.model.get_base_model().is_activation_checkpointing
+        policy.train()
+        out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=0)
+        _rescore(policy, images, out, lam=0.5, temperature=1.0).logprob.sum().backward()
+        grads.append(
+            {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+        )
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4)

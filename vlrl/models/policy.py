@@ -153,6 +153,15 @@ class VLMPolicy(nn.Module):
         """Parameters the optimiser updates (LoRA adapters + value head, or everything)."""
         return [param for param in self.parameters() if param.requires_grad]
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass (7B backbones: memory for batch size).
+
+        Non-reentrant checkpointing, so frozen inputs (LoRA) still carry gradients through.
+        """
+        self._hf.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+
     # ----------------------------------------------------------------- token sets
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
