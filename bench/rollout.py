@@ -4,7 +4,8 @@ Each round: the vector env's images and prompts h(o) -> ``policy.generate`` (bat
 KV cache, left padding) -> f (``parse_actions``) -> ``step``. Reported per batch size:
 generated tokens per second, env steps per second, and (GPU) peak memory, side by side
 with batch-1 generation, the way the reference code samples (one (image, prompt) at a
-time); the ratio column is tokens/s over the batch-1 row's.
+time): ratio columns are tokens/s over our batch-1 row and over transformers' ``generate``
+at batch 1 (the reference code's sampler).
 
 * CPU (default): the tiny policy (``load_policy("tiny")``), batch sizes 1, 8, 32, plus a
   batch-1 row through transformers' ``generate`` (the reference code's sampler).
@@ -257,13 +258,13 @@ def main() -> None:
             )
         )
     reference = next(r for r in rows if r["sampler"] == "vlrl" and r["batch"] == 1)
+    hf_reference = next(r for r in rows if r["sampler"] == "hf_generate")
     for row in rows:
         row["speedup_vs_batch1"] = row["tokens_per_s"] / reference["tokens_per_s"]
+        row["speedup_vs_hf_batch1"] = row["tokens_per_s"] / hf_reference["tokens_per_s"]
 
     print(f"NumberLine rollout, {model_name}, {device_name}, max_new_tokens={args.max_new_tokens}")
-    header = (
-        f"{'sampler':<12}{'batch':>6}{'tokens/s':>12}{'steps/s':>10}{'tok/out':>9}{'x vs b1':>9}"
-    )
+    header = f"{'sampler':<12}{'batch':>6}{'tokens/s':>12}{'steps/s':>10}{'tok/out':>9}{'x vs b1':>9}{'x vs hf':>9}"
     if args.gpu:
         header += f"{'peak GiB':>10}"
     print(header)
@@ -271,7 +272,7 @@ def main() -> None:
         line = (
             f"{row['sampler']:<12}{row['batch']:>6}{row['tokens_per_s']:>12.1f}"
             f"{row['env_steps_per_s']:>10.2f}{row['tokens_per_output']:>9.1f}"
-            f"{row['speedup_vs_batch1']:>9.2f}"
+            f"{row['speedup_vs_batch1']:>9.2f}{row['speedup_vs_hf_batch1']:>9.2f}"
         )
         if args.gpu:
             line += f"{row.get('peak_gib', float('nan')):>10.1f}"
@@ -291,6 +292,14 @@ def main() -> None:
         ),
         "ratio_largest_vs_batch1": next(
             r["speedup_vs_batch1"] for r in rows if r["sampler"] == "vlrl" and r["batch"] == biggest
+        ),
+        "ratio_batch32_vs_hf_generate_batch1": next(
+            (
+                r["speedup_vs_hf_batch1"]
+                for r in rows
+                if r["sampler"] == "vlrl" and r["batch"] == 32
+            ),
+            None,
         ),
     }
     print(json.dumps(summary))
