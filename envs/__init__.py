@@ -10,6 +10,8 @@ id                          class
 ``vlrl/Points24-v0``        :class:`vlrl.envs.cards_env.Points24Env`
 ``vlrl/Blackjack-v0``       :class:`vlrl.envs.cards_env.BlackjackEnv`
 ``vlrl/GeneralPoints-v0``   :class:`vlrl.envs.general_points.GeneralPointsEnv`
+``vlrl/VIRL-v0``            :class:`vlrl.envs.virl.VIRLEnv`
+``vlrl/ALFWorld-v0``        :class:`vlrl.envs.alfworld_env.ALFWorldEnv` (needs alfworld)
 ==========================  =====================================================
 
 The card games take action indices into ``env.unwrapped.action_names``;
@@ -33,6 +35,8 @@ ENV_IDS = {
     "vlrl/Points24-v0": "vlrl.envs.cards_env:Points24Env",
     "vlrl/Blackjack-v0": "vlrl.envs.cards_env:BlackjackEnv",
     "vlrl/GeneralPoints-v0": "vlrl.envs.general_points:GeneralPointsEnv",
+    "vlrl/VIRL-v0": "vlrl.envs.virl:VIRLEnv",
+    "vlrl/ALFWorld-v0": "vlrl.envs.alfworld_env:ALFWorldEnv",
 }
 
 

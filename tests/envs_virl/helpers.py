@@ -1,4 +1,4 @@
-"""Shared helpers of the V-IRL tests: registration guard and a kinematic walker."""
+"""Shared helpers of the V-IRL tests: registration check and a kinematic walker."""
 
 from __future__ import annotations
 
@@ -13,19 +13,15 @@ from vlrl.envs.virl.routes import (
 )
 from vlrl.envs.virl.world import world_for
 
-ENTRY_POINTS = {
-    "vlrl/VIRL-v0": "vlrl.envs.virl:VIRLEnv",
-    "vlrl/ALFWorld-v0": "vlrl.envs.alfworld_env:ALFWorldEnv",
-}
+NAVIGATION_IDS = ("vlrl/VIRL-v0", "vlrl/ALFWorld-v0")
 
 
 def ensure_registered() -> None:
-    """Register the ids if ``vlrl.envs`` does not (yet); never twice."""
-    import vlrl.envs  # noqa: F401  (registers what the envs package knows)
+    """Import ``vlrl.envs`` (which registers the ids) and check that it did."""
+    import vlrl.envs  # noqa: F401
 
-    for env_id, entry_point in ENTRY_POINTS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
+    missing = [env_id for env_id in NAVIGATION_IDS if env_id not in gym.registry]
+    assert not missing, f"vlrl.envs did not register {missing}"
 
 
 def walk(route: Route, action_space: str) -> list[tuple[tuple[int, int], float]]:
