@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     from vlrl.train import build_agent, resolve_checkpoint
 
     path = Path(args.checkpoint)
+    if not path.exists() and args.checkpoint != "tiny":
+        print(
+            f"error: {args.checkpoint}: no such run, checkpoint or policy folder", file=sys.stderr
+        )
+        return 2
     run_dir, policy_path = resolve_checkpoint(path) if path.exists() else (None, args.checkpoint)
     cfg = (
         load_config(run_dir / "config.yaml")
