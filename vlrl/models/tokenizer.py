@@ -41,6 +41,7 @@ ENV_IDS = (
     "vlrl/Points24-v0",
     "vlrl/Blackjack-v0",
     "vlrl/GeneralPoints-v0",
+    "vlrl/VIRL-v0",
 )
 
 
@@ -166,7 +167,7 @@ def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
 def tiny_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """The tiny policy's tokenizer, trained on first use and cached afterwards."""
     key = hashlib.sha256(
-        f"{TOKENIZER_VERSION}|{vocab_size}|{STATES_PER_ENV}|{_envs_source_hash()}".encode()
+        f"{TOKENIZER_VERSION}|{vocab_size}|{STATES_PER_ENV}|{','.join(ENV_IDS)}|{_envs_source_hash()}".encode()
     ).hexdigest()[:16]
     path = cache_dir() / "tokenizers" / key / "tokenizer.json"
     if path.exists():
