@@ -532,6 +532,8 @@ class BlackjackRenderer:
         empty = np.empty((1, self.card_h, self.card_w, 3), np.uint8)
         empty[:] = TABLE_GREEN
         self.tiles = np.concatenate([card_atlas(self.card_w, self.card_h), empty])
+        # The same tiles as a list: indexing a list skips numpy's index parsing.
+        self.tile_list = list(self.tiles)
         self.empty = CARD_BACK + 1
         self.background = np.empty((size, size, 3), np.uint8)
         self.background[:] = TABLE_GREEN
@@ -546,6 +548,8 @@ class BlackjackRenderer:
             top += row_h + 2 * gap
         step = self.card_w + gap
         self.fit = 1 + (size - 2 * gap - self.card_w) // step  # cards side by side
+        # Tile positions redraw uses: side-by-side slots, then fixed-step fanned slots.
+        self.tile_lefts = self._lefts(self.fit) + self._lefts(MAX_FANNED)
 
     def _layout(self, counts: np.ndarray) -> np.ndarray:
         """Layout class per row: 0 side by side, 1 fanned at the fixed step, else the
@@ -629,30 +633,71 @@ class BlackjackRenderer:
         """
         for band, (before, after) in enumerate(zip(old, new, strict=True)):
             top = self.row_tops[band]
+            # Everything below works on the envs whose row changed (a few per step).
+            touched = np.flatnonzero((before != after).any(axis=1))
+            if touched.size == 0:
+                continue
+            before, after = before[touched], after[touched]
+            changed = before != after
             before_n = (before != self.empty).sum(axis=1)
             after_n = (after != self.empty).sum(axis=1)
             layout = self._layout(after_n)
-            full = (self._layout(before_n) != layout) | ((layout != 0) & (after_n < before_n))
-            changed = before != after
-            first = np.where(changed.any(axis=1), changed.argmax(axis=1), after.shape[1])
-            last = int(np.max(np.where(full, 0, np.maximum(before_n, after_n)), initial=0))
-            side_step = self.card_w + self.gap
-            fan_lefts = self._lefts(MAX_FANNED)
-            for slot in range(min(after.shape[1], last)):
-                side = np.nonzero(~full & (layout == 0) & changed[:, slot])[0]
-                fan = np.nonzero(~full & (layout == 1) & (slot >= first) & (slot < after_n))[0]
-                for rows, left in (
-                    (side, self.gap + slot * side_step),
-                    (fan, fan_lefts[min(slot, MAX_FANNED - 1)]),
-                ):
-                    if rows.size:
-                        images[rows, top : top + self.card_h, left : left + self.card_w] = (
-                            self.tiles[after[rows, slot]]
-                        )
-            rows = np.nonzero(full | (layout > 1))[0]
-            rows = rows[(changed[rows].any(axis=1)) | full[rows]]
+            full = (
+                (self._layout(before_n) != layout)
+                | ((layout != 0) & (after_n < before_n))
+                | (layout > 1)
+            )
+            slots = np.arange(after.shape[1])
+            first = changed.argmax(axis=1)
+            side = changed & ((layout == 0) & ~full)[:, None]
+            fan = (
+                ((layout == 1) & ~full)[:, None]
+                & (slots >= first[:, None])
+                & (slots < after_n[:, None])
+            )
+            # Row-major order: a fanned row's tiles are laid left to right, each one
+            # over its left neighbour, as a fresh draw lays them.
+            side_rows, side_slots = np.nonzero(side)
+            fan_rows, fan_slots = np.nonzero(fan)
+            self._copy_tiles(
+                images,
+                top,
+                np.concatenate([touched[side_rows], touched[fan_rows]]),
+                np.concatenate([side_slots, self.fit + fan_slots]),
+                np.concatenate([after[side_rows, side_slots], after[fan_rows, fan_slots]]),
+            )
+            rows = np.flatnonzero(full)
             if rows.size:
-                self._draw_band(images, rows, after[rows], top)
+                self._draw_band(images, touched[rows], after[rows], top)
+
+    def _copy_tiles(
+        self,
+        images: np.ndarray,
+        top: int,
+        rows: np.ndarray,
+        positions: np.ndarray,
+        codes: np.ndarray,
+    ) -> None:
+        """Copy tile ``codes[i]`` into image ``rows[i]`` at ``self.tile_lefts[positions[i]]``
+        in the band at ``top``, in order.
+
+        One plain slice copy per tile: for the few hundred tiles a step changes this is
+        about twice as fast as numpy's fancy-index scatter (which also gathers the tiles
+        into a temporary array first).
+        """
+        if rows.size == 0:
+            return
+        band = images[:, top : top + self.card_h]
+        width, lefts, tiles = self.card_w, self.tile_lefts, self.tile_list
+        windows: dict[int, np.ndarray] = {}  # one strided view per position in use
+        for row, position, code in zip(
+            rows.tolist(), positions.tolist(), codes.tolist(), strict=True
+        ):
+            window = windows.get(position)
+            if window is None:
+                left = lefts[position]
+                window = windows[position] = band[:, :, left : left + width]
+            window[row] = tiles[code]
 
     def render(
         self,

@@ -206,11 +206,13 @@ class CardsVectorEnv(VectorEnv):
         one only needs what changed since it was last drawn (the view's memo says what
         it shows). An array counts as free when its reference count shows that no
         observation, view or tensor made from it is alive: the pool entry, the loop
-        variable and getrefcount's argument make 3. The latest batch stays with
-        ``render()``, so it is never the one reused.
+        variable and getrefcount's argument make 3, and ``self._images`` one more for
+        the latest batch. The latest batch is tried first: when the caller has let go
+        of it, bringing it up to date costs one step's changes, where any older array
+        is two or more steps behind.
         """
-        for buffer, memo in self._pool:
-            if buffer is not self._images and sys.getrefcount(buffer) <= 3:
+        for buffer, memo in sorted(self._pool, key=lambda entry: entry[0] is not self._images):
+            if sys.getrefcount(buffer) <= (4 if buffer is self._images else 3):
                 buffer.flags.writeable = True
                 return buffer, memo
         size = self.single_observation_space["image"].shape

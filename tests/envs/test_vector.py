@@ -150,6 +150,30 @@ def test_dropped_observation_arrays_are_reused():
     assert len(addresses) <= 3
 
 
+@pytest.mark.parametrize("game", ["NumberLine", "Blackjack"])
+def test_a_dropped_latest_observation_is_updated_in_place(game):
+    """Once the caller lets go of the latest batch, the next step draws over that same
+    array (one step's changes); while anything holds it, a different array is used."""
+    envs = CardsVectorEnv(game, 8, seed=0, image_size=48, render_mode="rgb_array")
+    rng = np.random.default_rng(2)
+    envs.reset(seed=0)
+    observations, *_ = envs.step(rng.integers(len(envs.action_names), size=8))
+    address = observations["image"].__array_interface__["data"][0]
+    del observations
+    for _ in range(10):
+        observations, _, terminated, truncated, _ = envs.step(
+            rng.integers(len(envs.action_names), size=8)
+        )
+        assert observations["image"].__array_interface__["data"][0] == address
+        assert np.array_equal(observations["image"], envs.view.images(terminated | truncated))
+        del observations
+    held = envs.render()  # render() hands out the latest batch too
+    snapshot = held.copy()
+    observations, *_ = envs.step(rng.integers(len(envs.action_names), size=8))
+    assert observations["image"].__array_interface__["data"][0] != address
+    assert np.array_equal(held, snapshot)
+
+
 def test_bad_actions_are_refused_before_anything_moves():
     envs = CardsVectorEnv("Blackjack", 3, seed=0, image_size=48)
     _, infos = envs.reset(seed=0)
