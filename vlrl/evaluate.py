@@ -167,14 +167,14 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
         "episodes",
     ]
     names = list(rows)
-    lines = [f"{'metric':<22}" + "".join(f"{n:>16}" for n in names)]
+    lines = [f"{'metric':<22}" + "".join(f"{n:>22}" for n in names)]
     for key in keys:
         if not any(key in rows[n] for n in names):
             continue
         cells = []
         for n in names:
             value = rows[n].get(key, math.nan)
-            cells.append(f"{value:>16.4f}" if isinstance(value, float) else f"{value!s:>16}")
+            cells.append(f"{value:>22.4f}" if isinstance(value, float) else f"{value!s:>22}")
         lines.append(f"{key:<22}" + "".join(cells))
     return "\n".join(lines)
 
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(rows))
     if "compute" in report:
         for key, value in report["compute"].items():
-            print(f"{key:<22}{value:>16.3e}")
+            print(f"{key:<22}{value:>22.3e}")
     if args.plot and run_dir is not None:
         png = plot_learning_curve(
             read_jsonl(run_dir / "metrics.jsonl"),
