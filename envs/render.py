@@ -513,9 +513,11 @@ class BlackjackRenderer:
     like a fanned hand, every rank corner staying visible.
 
     Cards are tiles of one atlas (faces, the back, and an empty table tile), so an
-    image is described by two code rows (dealer, player). ``draw`` renders from codes;
-    ``redraw`` updates earlier images in place, copying only the tiles whose code
-    changed (a hit changes one tile, a reset four or five).
+    image is described by its tile codes, [2, N, M] for a batch (dealer row, player
+    row). ``draw`` renders from codes; ``redraw`` updates earlier images in place,
+    copying only the tiles whose code changed (a hit changes one tile, a new episode
+    four to six), and of a tile only the box in which it differs from the one it
+    covers.
     """
 
     def __init__(self, image_size: int) -> None:
@@ -532,9 +534,8 @@ class BlackjackRenderer:
         empty = np.empty((1, self.card_h, self.card_w, 3), np.uint8)
         empty[:] = TABLE_GREEN
         self.tiles = np.concatenate([card_atlas(self.card_w, self.card_h), empty])
-        # The same tiles as a list: indexing a list skips numpy's index parsing.
-        self.tile_list = list(self.tiles)
         self.empty = CARD_BACK + 1
+        self._init_patches()
         self.background = np.empty((size, size, 3), np.uint8)
         self.background[:] = TABLE_GREEN
         self.empty_band = np.empty((self.card_h, size, 3), np.uint8)
@@ -548,8 +549,32 @@ class BlackjackRenderer:
             top += row_h + 2 * gap
         step = self.card_w + gap
         self.fit = 1 + (size - 2 * gap - self.card_w) // step  # cards side by side
-        # Tile positions redraw uses: side-by-side slots, then fixed-step fanned slots.
-        self.tile_lefts = self._lefts(self.fit) + self._lefts(MAX_FANNED)
+        self._left_tables: dict[int, np.ndarray] = {}
+
+    def _init_patches(self) -> None:
+        """For every (tile shown, tile to show) pair, the box where the two differ.
+
+        Pair index ``shown * T + new`` over T tiles, plus ``T * T + new`` for "whatever
+        is there" (the whole tile). ``patch_boxes`` [T * T + T, 4] holds (top, bottom,
+        left, right) inside the tile; ``patches`` the matching views of the new tile.
+        Two faces differ only around their ink, about half the tile's area.
+        """
+        count, height, width = self.tiles.shape[:3]
+        boxes = np.empty((count + 1, count, 4), np.int64)
+        boxes[:] = (0, height, 0, width)
+        for shown in range(count):
+            differs = (self.tiles[shown][None] != self.tiles).any(axis=3)  # [T, h, w]
+            rows, cols = differs.any(axis=2), differs.any(axis=1)
+            some = rows.any(axis=1)
+            boxes[shown, some, 0] = rows[some].argmax(axis=1)
+            boxes[shown, some, 1] = height - rows[some][:, ::-1].argmax(axis=1)
+            boxes[shown, some, 2] = cols[some].argmax(axis=1)
+            boxes[shown, some, 3] = width - cols[some][:, ::-1].argmax(axis=1)
+        self.patch_boxes = boxes.reshape(-1, 4)
+        self.patches = [
+            self.tiles[pair % count][top:bottom, left:right]
+            for pair, (top, bottom, left, right) in enumerate(self.patch_boxes.tolist())
+        ]
 
     def _layout(self, counts: np.ndarray) -> np.ndarray:
         """Layout class per row: 0 side by side, 1 fanned at the fixed step, else the
@@ -569,6 +594,16 @@ class BlackjackRenderer:
             step = (width - self.card_w) // (count - 1)
         return [self.gap + i * step for i in range(count)]
 
+    def _left_table(self, slots: int) -> np.ndarray:
+        """int64 [slots + 1, slots]: the left edge of slot s in a row of c cards at [c, s]."""
+        table = self._left_tables.get(slots)
+        if table is None:
+            table = np.zeros((slots + 1, slots), np.int64)
+            for count in range(1, slots + 1):
+                table[count, :count] = self._lefts(count)
+            self._left_tables[slots] = table
+        return table
+
     def codes(
         self,
         dealer_ranks: np.ndarray,
@@ -576,128 +611,126 @@ class BlackjackRenderer:
         dealer_suits: np.ndarray,
         player_suits: np.ndarray,
         hide_hole_card: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Tile codes [N, M] of the dealer's and the player's row (-1 padded ranks)."""
-        rows = []
-        for ranks, suits in ((dealer_ranks, dealer_suits), (player_ranks, player_suits)):
-            ranks = np.asarray(ranks, np.int64)
-            suits = np.clip(np.asarray(suits, np.int64), 0, NUM_SUITS - 1)
-            rows.append(np.where(ranks >= 0, np.clip(ranks, 0, 12) * NUM_SUITS + suits, self.empty))
-        dealer = rows[0]
-        if dealer.shape[1] > 1:
-            hidden = np.asarray(hide_hole_card, bool) & (dealer[:, 1] != self.empty)
-            dealer[:, 1] = np.where(hidden, CARD_BACK, dealer[:, 1])
-        return dealer, rows[1]
-
-    def _draw_band(self, images: np.ndarray, rows: np.ndarray, codes: np.ndarray, top: int) -> None:
-        """Clear the card band of ``images[rows]`` and lay out ``codes`` (their rows) anew."""
-        band = slice(top, top + self.card_h)
-        # A whole band-shaped block: broadcasting the 3-value colour into a fancy-indexed
-        # region runs numpy's slow element-wise path (~20x slower).
-        images[rows, band] = self.empty_band
-        counts = (codes != self.empty).sum(axis=1)
-        # Rows with the same card count share the slot positions: one copy per
-        # (count, slot) for the whole group.
-        for count in np.unique(counts):
-            members = np.nonzero(counts == count)[0]
-            for slot, left in enumerate(self._lefts(int(count))):
-                images[rows[members], band, left : left + self.card_w] = self.tiles[
-                    codes[members, slot]
-                ]
-
-    def draw(
-        self, codes: tuple[np.ndarray, np.ndarray], out: np.ndarray | None = None
     ) -> np.ndarray:
-        """Images uint8 [N, S, S, 3] from the two code rows (into ``out`` when given)."""
-        n = codes[0].shape[0]
+        """Tile codes int64 [2, N, M] of the dealer's and the player's row (-1 padded ranks;
+        the narrower row is padded with empty tiles)."""
+        dealer_ranks = np.asarray(dealer_ranks, np.int64)
+        player_ranks = np.asarray(player_ranks, np.int64)
+        n = dealer_ranks.shape[0]
+        width = max(dealer_ranks.shape[1], player_ranks.shape[1])
+        ranks = np.full((2, n, width), -1, np.int64)
+        suits = np.zeros((2, n, width), np.int64)
+        ranks[0, :, : dealer_ranks.shape[1]] = dealer_ranks
+        ranks[1, :, : player_ranks.shape[1]] = player_ranks
+        suits[0, :, : dealer_ranks.shape[1]] = dealer_suits
+        suits[1, :, : player_suits.shape[1]] = player_suits
+        np.clip(suits, 0, NUM_SUITS - 1, out=suits)
+        codes = np.where(
+            ranks >= 0, np.minimum(ranks, NUM_RANKS - 1) * NUM_SUITS + suits, self.empty
+        )
+        if width > 1:
+            hidden = np.asarray(hide_hole_card, bool) & (codes[0, :, 1] != self.empty)
+            codes[0, hidden, 1] = CARD_BACK
+        return codes
+
+    def draw(self, codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images uint8 [N, S, S, 3] from the codes [2, N, M] (into ``out`` when given)."""
+        codes = np.asarray(codes)
+        n = codes.shape[1]
         images = (
             np.empty((n, self.image_size, self.image_size, 3), np.uint8) if out is None else out
         )
         images[:] = self.background
-        everyone = np.arange(n)
-        for band, band_codes in enumerate(codes):
-            self._draw_band(images, everyone, band_codes, self.row_tops[band])
+        bands = np.repeat(np.arange(2), n)
+        envs = np.tile(np.arange(n), 2)
+        rows = codes.reshape(2 * n, -1)
+        counts = (rows != self.empty).sum(axis=1)
+        slots = np.arange(rows.shape[1])
+        self._lay(images, bands, envs, rows, None, counts, slots < counts[:, None])
         return images
 
-    def redraw(
-        self,
-        images: np.ndarray,
-        old: tuple[np.ndarray, np.ndarray],
-        new: tuple[np.ndarray, np.ndarray],
-    ) -> None:
+    def redraw(self, images: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Bring ``images`` (drawn from codes ``old``) up to codes ``new``, in place.
 
-        Side by side, only the tiles whose code changed are copied. Fanned, tiles
-        overlap, so everything from the first changed slot on is laid again. A row
-        whose layout changes (or whose fanned hand shrinks) gets its band redrawn.
+        Side by side, only the tiles whose code changed are copied, each only where it
+        differs from the tile it replaces. Fanned, tiles overlap, so everything from
+        the first changed slot on is laid again, whole. A row whose layout changes (or
+        whose fanned hand shrinks) is cleared and laid anew.
         """
-        for band, (before, after) in enumerate(zip(old, new, strict=True)):
-            top = self.row_tops[band]
-            # Everything below works on the envs whose row changed (a few per step).
-            touched = np.flatnonzero((before != after).any(axis=1))
-            if touched.size == 0:
-                continue
-            before, after = before[touched], after[touched]
-            changed = before != after
-            before_n = (before != self.empty).sum(axis=1)
-            after_n = (after != self.empty).sum(axis=1)
-            layout = self._layout(after_n)
-            full = (
-                (self._layout(before_n) != layout)
-                | ((layout != 0) & (after_n < before_n))
-                | (layout > 1)
-            )
-            slots = np.arange(after.shape[1])
-            first = changed.argmax(axis=1)
-            side = changed & ((layout == 0) & ~full)[:, None]
-            fan = (
-                ((layout == 1) & ~full)[:, None]
-                & (slots >= first[:, None])
-                & (slots < after_n[:, None])
-            )
-            # Row-major order: a fanned row's tiles are laid left to right, each one
-            # over its left neighbour, as a fresh draw lays them.
-            side_rows, side_slots = np.nonzero(side)
-            fan_rows, fan_slots = np.nonzero(fan)
-            self._copy_tiles(
-                images,
-                top,
-                np.concatenate([touched[side_rows], touched[fan_rows]]),
-                np.concatenate([side_slots, self.fit + fan_slots]),
-                np.concatenate([after[side_rows, side_slots], after[fan_rows, fan_slots]]),
-            )
-            rows = np.flatnonzero(full)
-            if rows.size:
-                self._draw_band(images, touched[rows], after[rows], top)
+        before, after = np.asarray(old), np.asarray(new)
+        changed = before != after
+        # Everything below works on the rows that changed (a few per step).
+        bands, envs = np.nonzero(changed.any(axis=2))
+        if envs.size == 0:
+            return
+        before, after, changed = before[bands, envs], after[bands, envs], changed[bands, envs]
+        before_n = (before != self.empty).sum(axis=1)
+        after_n = (after != self.empty).sum(axis=1)
+        layout = self._layout(after_n)
+        full = (
+            (self._layout(before_n) != layout)
+            | ((layout != 0) & (after_n < before_n))
+            | (layout > 1)
+        )
+        side = (layout == 0) & ~full
+        for row in np.flatnonzero(full).tolist():
+            top = self.row_tops[bands[row]]
+            images[envs[row], top : top + self.card_h] = self.empty_band
+        # Side by side: the changed slots, removed cards included (they become table).
+        # Otherwise the slots from the first changed one (0 after a clear) to the last card.
+        slots = np.arange(after.shape[1])
+        start = np.where(full, 0, changed.argmax(axis=1))
+        laid = (slots >= start[:, None]) & (slots < after_n[:, None])
+        self._lay(
+            images,
+            bands,
+            envs,
+            after,
+            np.where(side[:, None], before, -1),
+            np.where(side, np.maximum(before_n, after_n), after_n),
+            np.where(side[:, None], changed, laid),
+        )
 
-    def _copy_tiles(
+    def _lay(
         self,
         images: np.ndarray,
-        top: int,
-        rows: np.ndarray,
-        positions: np.ndarray,
+        bands: np.ndarray,
+        envs: np.ndarray,
         codes: np.ndarray,
+        shown: np.ndarray | None,
+        counts: np.ndarray,
+        mask: np.ndarray,
     ) -> None:
-        """Copy tile ``codes[i]`` into image ``rows[i]`` at ``self.tile_lefts[positions[i]]``
-        in the band at ``top``, in order.
+        """Copy the tiles ``codes[r, s]`` where ``mask[r, s]`` into image ``envs[r]``'s band
+        ``bands[r]``, at slot s of a ``counts[r]``-card layout.
 
-        One plain slice copy per tile: for the few hundred tiles a step changes this is
-        about twice as fast as numpy's fancy-index scatter (which also gathers the tiles
-        into a temporary array first).
+        ``shown`` [R, M] names the tile each slot shows now (-1: unknown), so that only
+        the box where the new tile differs is copied. Copies run row by row, each row
+        left to right, so that fanned tiles overlap as in a fresh draw. One plain slice
+        copy per tile: for the few hundred tiles of a step that beats numpy's
+        fancy-index scatter (which also gathers the tiles into a temporary first).
         """
+        rows, slots = np.nonzero(mask)
         if rows.size == 0:
             return
-        band = images[:, top : top + self.card_h]
-        width, lefts, tiles = self.card_w, self.tile_lefts, self.tile_list
-        windows: dict[int, np.ndarray] = {}  # one strided view per position in use
-        for row, position, code in zip(
-            rows.tolist(), positions.tolist(), codes.tolist(), strict=True
+        count = self.tiles.shape[0]
+        new = codes[rows, slots]
+        old = np.full(rows.size, count) if shown is None else shown[rows, slots]
+        pairs = np.where(old >= 0, old, count) * count + new
+        boxes = self.patch_boxes[pairs]
+        tops = np.asarray(self.row_tops, np.int64)[bands[rows]]
+        lefts = self._left_table(codes.shape[1])[counts[rows], slots]
+        patches = self.patches
+        for env, y0, y1, x0, x1, pair in zip(
+            envs[rows].tolist(),
+            (tops + boxes[:, 0]).tolist(),
+            (tops + boxes[:, 1]).tolist(),
+            (lefts + boxes[:, 2]).tolist(),
+            (lefts + boxes[:, 3]).tolist(),
+            pairs.tolist(),
+            strict=True,
         ):
-            window = windows.get(position)
-            if window is None:
-                left = lefts[position]
-                window = windows[position] = band[:, :, left : left + width]
-            window[row] = tiles[code]
+            images[env, y0:y1, x0:x1] = patches[pair]
 
     def render(
         self,

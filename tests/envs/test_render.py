@@ -150,3 +150,21 @@ def test_blackjack_tile_redraw_equals_a_fresh_draw():
         renderer.redraw(images, old, new)
         assert np.array_equal(images, renderer.draw(new))
         old = new
+
+
+def test_blackjack_patches_turn_every_tile_into_every_other():
+    """The box a redraw copies for (shown, new) must carry every pixel where they differ."""
+    renderer = render.blackjack_renderer(96)
+    tiles = renderer.tiles
+    count = tiles.shape[0]
+    for shown in range(count):
+        for new in range(count):
+            top, bottom, left, right = renderer.patch_boxes[shown * count + new]
+            canvas = tiles[shown].copy()
+            canvas[top:bottom, left:right] = renderer.patches[shown * count + new]
+            assert np.array_equal(canvas, tiles[new]), (shown, new)
+    # Two faces differ only around their ink: their boxes are well inside the tile.
+    top, bottom, left, right = renderer.patch_boxes[0 * count + 5]
+    assert (bottom - top) * (right - left) < 0.9 * tiles.shape[1] * tiles.shape[2]
+    # "Unknown" rows copy the whole tile.
+    assert renderer.patches[count * count + 3].shape == tiles[3].shape
