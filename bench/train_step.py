@@ -11,6 +11,7 @@ Rollout work is identical in both; the ratio that matters is the update column.
     python bench/train_step.py --gpu            # llava-v1.6-mistral-7b architecture, random
                                                 # bf16 weights, LoRA, on CUDA (unverified:
                                                 # no GPU was available when written)
+    python bench/train_step.py --gpu-dry-run    # that code path on CPU, shrunken widths
 
 Prints a table and one JSON line.
 """
@@ -35,15 +36,19 @@ from vlrl.ppo import LossCoefficients  # noqa: E402
 from vlrl.train import VLMAgent, build_agent, make_optimizer, ppo_iteration  # noqa: E402
 
 
-def _gpu_agent(cfg: TrainConfig) -> VLMAgent:
-    """The 7B-architecture random policy bench/rollout.py builds (one home for it)."""
+def _gpu_agent(cfg: TrainConfig, device: str, shrink: bool) -> VLMAgent:
+    """The 7B-architecture random policy bench/rollout.py builds (one home for it),
+    re-wrapped with LoRA r=128 on every linear layer and a value head, as the presets."""
+    from vlrl.models import LoraSettings, policy_from_model
+
     spec = importlib.util.spec_from_file_location(
         "bench_rollout", Path(__file__).with_name("rollout.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    policy = module.llava_next_7b_random("cuda")
-    return VLMAgent(policy, cfg)
+    base = module.llava_next_7b_random(device, shrink=shrink)
+    policy = policy_from_model(base.model, base.processor, lora=LoraSettings(), seed=0)
+    return VLMAgent(policy.to(device), cfg)
 
 
 def measure(agent, cfg: TrainConfig, updates: int) -> dict[str, float]:
@@ -80,6 +85,11 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="7B llava-next architecture on CUDA")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke)")
     parser.add_argument(
+        "--gpu-dry-run",
+        action="store_true",
+        help="the --gpu code path on CPU with a shrunken 7B architecture",
+    )
+    parser.add_argument(
         "--updates", type=int, default=2, help="timed updates per variant (after one warm-up)"
     )
     parser.add_argument("--buffer", type=int, default=None, help="transitions per update")
@@ -91,7 +101,7 @@ def main() -> None:
     if args.gpu and not torch.cuda.is_available():
         sys.exit("--gpu needs a CUDA device")
     torch.set_num_threads(args.threads)
-    if args.gpu:
+    if args.gpu or args.gpu_dry_run:
         buffer, num_envs, k, max_new, epochs = (
             args.buffer or 64,
             16,
@@ -99,7 +109,9 @@ def main() -> None:
             256,
             1,
         )
-        overrides = ["model.lora=true", "ppo.temperature=0.2", "device=cuda"]
+        if args.gpu_dry_run:
+            buffer, num_envs, k, max_new = args.buffer or 8, 4, args.forward_batch or 4, 8
+        overrides = ["model.lora=true", "ppo.temperature=0.2"]
     else:
         buffer = args.buffer or (16 if args.quick else 64)
         num_envs, k = (8 if args.quick else 32), args.forward_batch or 16
@@ -117,19 +129,27 @@ def main() -> None:
             "ppo.recompute_old_logprob=true",
         ],
     )
-    agent = _gpu_agent(cfg) if args.gpu else build_agent(cfg)
+    if args.gpu or args.gpu_dry_run:
+        agent = _gpu_agent(cfg, "cuda" if args.gpu else "cpu", shrink=not args.gpu)
+    else:
+        agent = build_agent(cfg)
     rows = {}
     for name, forward_batch in (("reference (mini-batch 1)", 1), (f"ours (forward_batch {k})", k)):
         cfg.ppo.forward_batch = forward_batch
         rows[name] = measure(agent, cfg, args.updates)
     names = list(rows)
+    model_name = (
+        "7B llava-next random bf16 LoRA"
+        if args.gpu
+        else ("shrunken 7B llava-next LoRA (dry run)" if args.gpu_dry_run else "tiny VLM")
+    )
     device = (
         torch.cuda.get_device_name()
         if args.gpu
         else f"CPU, {args.threads} threads (shared 2-core sandbox)"
     )
     print(
-        f"PPO update, {'7B llava-next random bf16 LoRA' if args.gpu else 'tiny VLM'} on {device}; "
+        f"PPO update, {model_name} on {device}; "
         f"B={buffer}, {num_envs} envs, {epochs} epoch(s), max_new_tokens={max_new}"
     )
     print(f"{'seconds per update':<26}" + "".join(f"{n:>28}" for n in names))

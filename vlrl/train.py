@@ -933,6 +933,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(resume / "config.yaml", ["stop_after_updates=null", *args.overrides])
         else:
             path = args.config if args.config is not None else default_config_path()
+            if path is None:
+                print(
+                    f"warning: the CPU preset {CPU_DEFAULT_PRESET} was not found beside the "
+                    "package; using the dataclass defaults (the GPU card-game settings)",
+                    file=sys.stderr,
+                )
             cfg = load_config(path, args.overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
