@@ -1,9 +1,8 @@
 """``python -m vlrl.train``: SFT warm start, then PPO (Algorithm 1), with evaluation and logs.
 
-With no arguments it runs the CPU preset ``configs/numberline_tiny_cpu.yaml``'s settings
-(the dataclass defaults of :mod:`vlrl.config` adjusted by :data:`CPU_DEFAULT`): the tiny VLM
-on NumberLine, a short SFT warm start, PPO, and prints the success rate of the SFT start
-and of the final policy. Outputs go to ``runs/<run name>/``:
+With no arguments it runs the CPU preset ``configs/numberline_tiny_cpu.yaml``: the tiny
+VLM on NumberLine, a short SFT warm start, PPO, and prints the success rate of the SFT
+start and of the final policy. Outputs go to ``runs/<run name>/``:
 
     config.yaml          the resolved config (loadable with --config)
     metrics.jsonl        one JSON object per update / evaluation

@@ -281,3 +281,25 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     resumed = json.loads((tmp_path / "victim" / "summary.json").read_text())
     assert resumed["num_updates"] == 30
     assert resumed["param_digest"]["sha"] == full["param_digest"]["sha"]
+
+
+def test_kl_penalty_to_the_initial_policy(tmp_path):
+    summary = run(
+        load_config(
+            None,
+            [
+                *TINY,
+                "ppo.num_updates=2",
+                "ppo.kl_coef=0.1",
+                "ppo.lr=1e-3",
+                f"out_dir={tmp_path}",
+                "run_name=kl",
+            ],
+        )
+    )
+    assert (tmp_path / "kl" / "initial_policy").is_dir()
+    records = [r for r in read_jsonl(tmp_path / "kl" / "metrics.jsonl") if "losses/kl_loss" in r]
+    assert len(records) == 2
+    # zero KL while the policy still equals its start, positive once it moved
+    assert records[0]["losses/kl_loss"] >= 0.0 and records[1]["losses/kl_loss"] > 0.0
+    assert summary["num_updates"] == 2
