@@ -94,6 +94,9 @@ class CardsVectorEnv(VectorEnv):
         self._images: np.ndarray | None = None
         self._texts: list[str] = []
         self._pool: list[tuple[np.ndarray, dict]] = []
+        if len(self.action_names) > 62:
+            raise ValueError(f"at most 62 actions are supported, got {len(self.action_names)}")
+        self._legal_cache: dict[int, np.ndarray] = {}
 
     @property
     def observation_space(self) -> Dict:
@@ -251,15 +254,32 @@ class CardsVectorEnv(VectorEnv):
             infos["usable_ace"] = np.asarray(games.usable_ace, bool)
         mask = self.legal_mask()
         infos["legal_mask"] = mask
-        rows, columns = np.nonzero(mask)
-        legal = np.empty(self.num_envs, dtype=object)
-        legal[:] = np.split(columns, np.cumsum(np.bincount(rows, minlength=self.num_envs))[:-1])
-        infos["legal_actions"] = legal
+        infos["legal_actions"] = self._legal_actions(mask)
         infos["success"] = np.asarray(games.success, bool) & finished
         present = np.ones(self.num_envs, bool)
         for key in list(infos):
             infos["_" + key] = present
         return infos
+
+    def _legal_actions(self, mask: np.ndarray) -> np.ndarray:
+        """Object array [N] of each env's legal action indices (int64).
+
+        The index arrays are read-only and shared: one per distinct mask row, kept
+        across steps (a handful exist), so a step costs one ``np.unique`` instead of
+        one array per env.
+        """
+        num_actions = mask.shape[1]
+        keys = mask.astype(np.int64) @ (np.int64(1) << np.arange(num_actions, dtype=np.int64))
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        table = np.empty(distinct.size, dtype=object)
+        for slot, key in enumerate(distinct.tolist()):
+            indices = self._legal_cache.get(key)
+            if indices is None:
+                indices = np.flatnonzero((key >> np.arange(num_actions)) & 1).astype(np.int64)
+                indices.flags.writeable = False
+                self._legal_cache[key] = indices
+            table[slot] = indices
+        return table[inverse]
 
 
 def make_numberline(num_envs: int, **kwargs: Any) -> CardsVectorEnv:

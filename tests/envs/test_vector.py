@@ -31,6 +31,22 @@ def test_spaces_and_shapes(game):
     assert infos["_success"].all()
 
 
+@pytest.mark.parametrize("game", ["Points24", "Blackjack"])
+def test_legal_actions_follow_the_mask_every_step(game):
+    envs = CardsVectorEnv(game, 12, seed=0, image_size=48)
+    _, infos = envs.reset(seed=3)
+    patterns = set()
+    for _ in range(15):
+        for i in range(12):
+            legal = infos["legal_actions"][i]
+            assert legal.dtype == np.int64 and not legal.flags.writeable
+            assert np.array_equal(legal, np.flatnonzero(infos["legal_mask"][i]))
+            patterns.add(tuple(legal.tolist()))
+        *_, infos = envs.step(envs.expert_actions())
+    if game == "Points24":  # the formula's progress changes what may come next
+        assert len(patterns) > 1
+
+
 def test_make_vec_returns_the_batched_vector_env():
     import gymnasium as gym
     import vlrl.envs  # noqa: F401
