@@ -97,6 +97,8 @@ class CardsVectorEnv(VectorEnv):
         if len(self.action_names) > 62:
             raise ValueError(f"at most 62 actions are supported, got {len(self.action_names)}")
         self._legal_cache: dict[int, np.ndarray] = {}
+        # Bit a of a mask row's key says whether action a is legal (see _legal_actions).
+        self._action_bits = np.int64(1) << np.arange(len(self.action_names), dtype=np.int64)
 
     @property
     def observation_space(self) -> Dict:
@@ -214,10 +216,13 @@ class CardsVectorEnv(VectorEnv):
         of it, bringing it up to date costs one step's changes, where any older array
         is two or more steps behind.
         """
-        for buffer, memo in sorted(self._pool, key=lambda entry: entry[0] is not self._images):
-            if sys.getrefcount(buffer) <= (4 if buffer is self._images else 3):
-                buffer.flags.writeable = True
-                return buffer, memo
+        for latest_only in (True, False):
+            for buffer, memo in self._pool:
+                if (buffer is self._images) == latest_only and sys.getrefcount(buffer) <= (
+                    4 if latest_only else 3
+                ):
+                    buffer.flags.writeable = True
+                    return buffer, memo
         size = self.single_observation_space["image"].shape
         entry = (np.empty((self.num_envs, *size), np.uint8), {})
         if len(self._pool) < POOL_SIZE:
@@ -265,21 +270,30 @@ class CardsVectorEnv(VectorEnv):
         """Object array [N] of each env's legal action indices (int64).
 
         The index arrays are read-only and shared: one per distinct mask row, kept
-        across steps (a handful exist), so a step costs one ``np.unique`` instead of
-        one array per env.
+        across steps (a handful exist), so a step costs a few whole-batch operations
+        instead of one array per env.
         """
-        num_actions = mask.shape[1]
-        keys = mask.astype(np.int64) @ (np.int64(1) << np.arange(num_actions, dtype=np.int64))
+        keys = mask.dot(self._action_bits)
+        legal = np.empty(self.num_envs, dtype=object)
+        first = int(keys[0])
+        if (keys == first).all():  # one pattern everywhere (always, in Blackjack)
+            legal.fill(self._legal_indices(first))
+            return legal
         distinct, inverse = np.unique(keys, return_inverse=True)
         table = np.empty(distinct.size, dtype=object)
         for slot, key in enumerate(distinct.tolist()):
-            indices = self._legal_cache.get(key)
-            if indices is None:
-                indices = np.flatnonzero((key >> np.arange(num_actions)) & 1).astype(np.int64)
-                indices.flags.writeable = False
-                self._legal_cache[key] = indices
-            table[slot] = indices
+            table[slot] = self._legal_indices(key)
         return table[inverse]
+
+    def _legal_indices(self, key: int) -> np.ndarray:
+        """The read-only index array of the actions whose bit is set in ``key``."""
+        indices = self._legal_cache.get(key)
+        if indices is None:
+            indices = np.flatnonzero((key >> np.arange(len(self.action_names))) & 1)
+            indices = indices.astype(np.int64)
+            indices.flags.writeable = False
+            self._legal_cache[key] = indices
+        return indices
 
 
 def make_numberline(num_envs: int, **kwargs: Any) -> CardsVectorEnv:
