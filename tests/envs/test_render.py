@@ -168,3 +168,26 @@ def test_blackjack_patches_turn_every_tile_into_every_other():
     assert (bottom - top) * (right - left) < 0.9 * tiles.shape[1] * tiles.shape[2]
     # "Unknown" rows copy the whole tile.
     assert renderer.patches[count * count + 3].shape == tiles[3].shape
+
+
+def test_blackjack_codes_pad_clip_and_hide():
+    renderer = render.blackjack_renderer(96)
+    dealer = np.array([[0, 12, -1], [5, 6, 7]])
+    player = np.array([[1, 2, 3, -1, -1], [9, 10, -1, -1, -1]])
+    dealer_suits = np.array([[0, 3, 9], [1, 2, 3]])  # 9: out of range, clipped to 3
+    player_suits = np.array([[2, 2, 2, 0, 0], [1, 1, 0, 0, 0]])
+    codes = renderer.codes(dealer, player, dealer_suits, player_suits, np.array([True, False]))
+    empty = renderer.empty
+    assert codes.shape == (2, 2, 5)
+    assert codes[0].tolist() == [
+        [0, render.CARD_BACK, empty, empty, empty],
+        [5 * 4 + 1, 6 * 4 + 2, 7 * 4 + 3, empty, empty],
+    ]
+    assert codes[1].tolist() == [[6, 10, 14, empty, empty], [37, 41, empty, empty, empty]]
+    # The same hands padded to equal widths give the same codes.
+    padded = np.full((2, 5), -1)
+    padded[:, :3] = dealer
+    padded_suits = np.zeros((2, 5), int)
+    padded_suits[:, :3] = dealer_suits
+    again = renderer.codes(padded, player, padded_suits, player_suits, np.array([True, False]))
+    assert np.array_equal(codes, again)
