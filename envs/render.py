@@ -550,6 +550,8 @@ class BlackjackRenderer:
         step = self.card_w + gap
         self.fit = 1 + (size - 2 * gap - self.card_w) // step  # cards side by side
         self._left_tables: dict[int, np.ndarray] = {}
+        self._row_tops = np.asarray(self.row_tops, np.int64)
+        self._side_lefts = np.asarray(self._lefts(self.fit), np.int64)
 
     def _init_patches(self) -> None:
         """For every (tile shown, tile to show) pair, the box where the two differ.
@@ -575,12 +577,6 @@ class BlackjackRenderer:
             self.tiles[pair % count][top:bottom, left:right]
             for pair, (top, bottom, left, right) in enumerate(self.patch_boxes.tolist())
         ]
-
-    def _layout(self, counts: np.ndarray) -> np.ndarray:
-        """Layout class per row: 0 side by side, 1 fanned at the fixed step, else the
-        card count (fanned tighter still, beyond MAX_FANNED cards)."""
-        counts = np.asarray(counts)
-        return np.where(counts <= self.fit, 0, np.where(counts <= MAX_FANNED, 1, counts))
 
     def _lefts(self, count: int) -> list[int]:
         width = self.image_size - 2 * self.gap
@@ -641,88 +637,101 @@ class BlackjackRenderer:
             np.empty((n, self.image_size, self.image_size, 3), np.uint8) if out is None else out
         )
         images[:] = self.background
-        bands = np.repeat(np.arange(2), n)
-        envs = np.tile(np.arange(n), 2)
-        rows = codes.reshape(2 * n, -1)
-        counts = (rows != self.empty).sum(axis=1)
-        slots = np.arange(rows.shape[1])
-        self._lay(images, bands, envs, rows, None, counts, slots < counts[:, None])
+        counts = (codes != self.empty).sum(axis=2)
+        slots = np.arange(codes.shape[2])
+        bands, envs, slots = np.nonzero(slots < counts[..., None])
+        whole = self.tiles.shape[0] ** 2  # pair index of "whatever is there"
+        self._copy_patches(
+            images,
+            envs,
+            self._row_tops[bands],
+            self._left_table(codes.shape[2])[counts[bands, envs], slots],
+            whole + codes[bands, envs, slots],
+        )
         return images
 
     def redraw(self, images: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Bring ``images`` (drawn from codes ``old``) up to codes ``new``, in place.
 
-        Side by side, only the tiles whose code changed are copied, each only where it
-        differs from the tile it replaces. Fanned, tiles overlap, so everything from
-        the first changed slot on is laid again, whole. A row whose layout changes (or
-        whose fanned hand shrinks) is cleared and laid anew.
+        Rows side by side before and after (nearly all): only the tiles whose code
+        changed are copied, each only where it differs from the tile it replaces.
+        Rows that are or were wider (see ``_redraw_wide_row``) are handled one by one.
         """
         before, after = np.asarray(old), np.asarray(new)
         changed = before != after
-        # Everything below works on the rows that changed (a few per step).
-        bands, envs = np.nonzero(changed.any(axis=2))
-        if envs.size == 0:
-            return
-        before, after, changed = before[bands, envs], after[bands, envs], changed[bands, envs]
-        before_n = (before != self.empty).sum(axis=1)
-        after_n = (after != self.empty).sum(axis=1)
-        layout = self._layout(after_n)
-        full = (
-            (self._layout(before_n) != layout)
-            | ((layout != 0) & (after_n < before_n))
-            | (layout > 1)
-        )
-        side = (layout == 0) & ~full
-        for row in np.flatnonzero(full).tolist():
-            top = self.row_tops[bands[row]]
-            images[envs[row], top : top + self.card_h] = self.empty_band
-        # Side by side: the changed slots, removed cards included (they become table).
-        # Otherwise the slots from the first changed one (0 after a clear) to the last card.
-        slots = np.arange(after.shape[1])
-        start = np.where(full, 0, changed.argmax(axis=1))
-        laid = (slots >= start[:, None]) & (slots < after_n[:, None])
-        self._lay(
-            images,
-            bands,
-            envs,
-            after,
-            np.where(side[:, None], before, -1),
-            np.where(side, np.maximum(before_n, after_n), after_n),
-            np.where(side[:, None], changed, laid),
-        )
+        fit = self.fit
+        wide = None
+        if before.shape[2] > fit:
+            # Cards fill the slots from the left: slot ``fit`` empty in both means the
+            # row stays side by side.
+            wide = (before[:, :, fit] != self.empty) | (after[:, :, fit] != self.empty)
+            side = changed & ~wide[:, :, None]
+        else:
+            side = changed
+        bands, envs, slots = np.nonzero(side)
+        if envs.size:
+            count = self.tiles.shape[0]
+            self._copy_patches(
+                images,
+                envs,
+                self._row_tops[bands],
+                self._side_lefts[slots],
+                before[bands, envs, slots] * count + after[bands, envs, slots],
+            )
+        if wide is not None:
+            bands, envs = np.nonzero(wide & changed.any(axis=2))
+            for band, env in zip(bands.tolist(), envs.tolist(), strict=True):
+                self._redraw_wide_row(
+                    images, env, band, before[band, env].tolist(), after[band, env].tolist()
+                )
 
-    def _lay(
+    def _redraw_wide_row(
+        self, images: np.ndarray, env: int, band: int, before: list[int], after: list[int]
+    ) -> None:
+        """Redraw one row that has (or had) more cards than fit side by side.
+
+        Fanned, tiles overlap, so everything from the first changed slot on is laid
+        again, whole. A row whose layout changes (or whose fanned hand shrinks, or
+        that is squeezed beyond MAX_FANNED cards) is cleared and laid anew.
+        """
+        before_n = sum(code != self.empty for code in before)
+        after_n = sum(code != self.empty for code in after)
+        top = self.row_tops[band]
+        if self._layout(before_n) == self._layout(after_n) == 1 and after_n >= before_n:
+            first = next(i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a)
+        else:
+            images[env, top : top + self.card_h] = self.empty_band
+            first = 0
+        lefts = self._lefts(after_n)
+        for slot in range(first, after_n):
+            left = lefts[slot]
+            images[env, top : top + self.card_h, left : left + self.card_w] = self.tiles[
+                after[slot]
+            ]
+
+    def _layout(self, count: int) -> int:
+        """Layout class of a row of ``count`` cards: 0 side by side, 1 fanned at the fixed
+        step, else the count itself (fanned tighter still, beyond MAX_FANNED cards)."""
+        return 0 if count <= self.fit else 1 if count <= MAX_FANNED else count
+
+    def _copy_patches(
         self,
         images: np.ndarray,
-        bands: np.ndarray,
         envs: np.ndarray,
-        codes: np.ndarray,
-        shown: np.ndarray | None,
-        counts: np.ndarray,
-        mask: np.ndarray,
+        tops: np.ndarray,
+        lefts: np.ndarray,
+        pairs: np.ndarray,
     ) -> None:
-        """Copy the tiles ``codes[r, s]`` where ``mask[r, s]`` into image ``envs[r]``'s band
-        ``bands[r]``, at slot s of a ``counts[r]``-card layout.
+        """Copy into image ``envs[i]`` the patch ``pairs[i]`` of the tile whose top-left
+        corner is at (``tops[i]``, ``lefts[i]``), in order.
 
-        ``shown`` [R, M] names the tile each slot shows now (-1: unknown), so that only
-        the box where the new tile differs is copied. Copies run row by row, each row
-        left to right, so that fanned tiles overlap as in a fresh draw. One plain slice
-        copy per tile: for the few hundred tiles of a step that beats numpy's
-        fancy-index scatter (which also gathers the tiles into a temporary first).
+        One plain slice copy per tile: for the few hundred tiles of a step that beats
+        numpy's fancy-index scatter (which also gathers the tiles into a temporary).
         """
-        rows, slots = np.nonzero(mask)
-        if rows.size == 0:
-            return
-        count = self.tiles.shape[0]
-        new = codes[rows, slots]
-        old = np.full(rows.size, count) if shown is None else shown[rows, slots]
-        pairs = np.where(old >= 0, old, count) * count + new
         boxes = self.patch_boxes[pairs]
-        tops = np.asarray(self.row_tops, np.int64)[bands[rows]]
-        lefts = self._left_table(codes.shape[1])[counts[rows], slots]
         patches = self.patches
         for env, y0, y1, x0, x1, pair in zip(
-            envs[rows].tolist(),
+            envs.tolist(),
             (tops + boxes[:, 0]).tolist(),
             (tops + boxes[:, 1]).tolist(),
             (lefts + boxes[:, 2]).tolist(),

@@ -125,7 +125,7 @@ def test_save_png_sample(name):
 def test_blackjack_tile_redraw_equals_a_fresh_draw():
     renderer = render.blackjack_renderer(128)
     rng = np.random.default_rng(0)
-    n, width = 40, 12
+    n, width = 40, 15
 
     def random_codes():
         dealer = np.full((n, width), -1)
@@ -191,3 +191,25 @@ def test_blackjack_codes_pad_clip_and_hide():
     padded_suits[:, :3] = dealer_suits
     again = renderer.codes(padded, player, padded_suits, player_suits, np.array([True, False]))
     assert np.array_equal(codes, again)
+
+
+def test_blackjack_redraw_as_a_hand_grows_past_every_layout_and_resets():
+    """Side by side -> fanned -> squeezed one hit at a time, then a new deal."""
+    renderer = render.blackjack_renderer(128)
+    width = render.MAX_FANNED + 4
+    dealer = np.full((1, width), -1)
+    dealer[0, :2] = (3, 11)
+    suits = np.tile(np.arange(width) % 4, (1, 1))
+
+    def codes(count):
+        player = np.full((1, width), -1)
+        player[0, :count] = (np.arange(count) * 5) % 13
+        return renderer.codes(dealer, player, suits, suits, np.array([count < width]))
+
+    old = codes(2)
+    images = renderer.draw(old)
+    for count in [*range(3, width + 1), 2, 7, 3]:
+        new = codes(count)
+        renderer.redraw(images, old, new)
+        assert np.array_equal(images, renderer.draw(new)), count
+        old = new
