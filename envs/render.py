@@ -298,6 +298,37 @@ def _wrap_formula(formula: str, width: int, max_rows: int) -> list[str]:
     return rows
 
 
+def _diff_boxes(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """int64 [K, 4]: (top, bottom, left, right) of where each of ``images`` [K, H, W, C]
+    differs from ``reference``; (H, 0, W, 0) where it does not, so that the union of
+    boxes is their elementwise min/max."""
+    count, height, width = images.shape[:3]
+    boxes = np.empty((count, 4), np.int64)
+    boxes[:] = (height, 0, width, 0)
+    for index in range(count):
+        differs = (images[index] != reference).any(axis=2)
+        rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+        if rows.size:
+            boxes[index] = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    return boxes
+
+
+def _pair_boxes(images: np.ndarray, exact_up_to: int = 16) -> np.ndarray:
+    """int64 [K * K, 4]: for images [K, H, W, C], at a * K + b, a (top, bottom, left,
+    right) box outside which images a and b agree.
+
+    Exact for K up to ``exact_up_to``; beyond, the union of each one's box of
+    difference from image 0 (outside both, both equal image 0): K comparisons, not K².
+    """
+    count = images.shape[0]
+    if count <= exact_up_to:
+        return np.concatenate([_diff_boxes(images, images[a]) for a in range(count)])
+    boxes = _diff_boxes(images, images[0])
+    low = np.minimum(boxes[:, None, 0::2], boxes[None, :, 0::2])  # top, left
+    high = np.maximum(boxes[:, None, 1::2], boxes[None, :, 1::2])  # bottom, right
+    return np.stack([low[..., 0], high[..., 0], low[..., 1], high[..., 1]], axis=-1).reshape(-1, 4)
+
+
 def _check_size(image_size: int) -> int:
     if int(image_size) < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} pixels, got {image_size}")
@@ -323,6 +354,8 @@ class NumberLineRenderer:
         label_width = _text_alpha("Current:", label_size)[0].shape[1]
         number_size = _fit_text_size(widest, size - label_width - 3 * gap, int(half * 0.62))
         self.halves = []
+        # Per line, the box to copy to go from number a to number b, at [a * (n_max + 1) + b].
+        self.pair_boxes: list[np.ndarray] = []
         for label, height in (("Target:", half), ("Current:", size - half)):
             rows = np.empty((self.n_max + 1, height, size, 3), np.uint8)
             label_alpha, label_base = _text_alpha(label, label_size)
@@ -341,6 +374,7 @@ class NumberLineRenderer:
                 )
                 rows[value] = canvas
             self.halves.append(rows)
+            self.pair_boxes.append(_pair_boxes(rows))
 
         # Every (target, current) image whole, when that stays small (36 images for the
         # default n_max = 5): rendering is then a single contiguous gather.
@@ -380,13 +414,23 @@ class NumberLineRenderer:
         new: tuple[np.ndarray, np.ndarray],
     ) -> None:
         """Bring ``images`` drawn for (targets, currents) ``old`` up to ``new``, in place,
-        rewriting only the half-images whose number changed."""
-        half = self.halves[0].shape[1]
+        rewriting, where a number changed, the box in which the two numbers' half-images
+        differ (one slice copy per image: cheaper than a fancy-index scatter)."""
+        offset = 0
         for line, (before, after) in enumerate(zip(old, new, strict=True)):
-            rows = np.nonzero(before != after)[0]
+            halves = self.halves[line]
+            rows = np.flatnonzero(before != after)
             if rows.size:
-                region = slice(0, half) if line == 0 else slice(half, None)
-                images[rows, region] = self.halves[line][np.clip(after[rows], 0, self.n_max)]
+                values = np.clip(after[rows], 0, self.n_max)
+                shown = np.clip(before[rows], 0, self.n_max)
+                boxes = self.pair_boxes[line][shown * (self.n_max + 1) + values]
+                for row, value, top, bottom, left, right in zip(
+                    rows.tolist(), values.tolist(), *boxes.T.tolist(), strict=True
+                ):
+                    images[row, offset + top : offset + bottom, left:right] = halves[
+                        value, top:bottom, left:right
+                    ]
+            offset += halves.shape[1]
 
 
 class CardsRenderer:

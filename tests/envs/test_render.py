@@ -213,3 +213,14 @@ def test_blackjack_redraw_as_a_hand_grows_past_every_layout_and_resets():
         renderer.redraw(images, old, new)
         assert np.array_equal(images, renderer.draw(new)), count
         old = new
+
+
+@pytest.mark.parametrize("n_max", [5, 20])  # exact pair boxes; boxes from unions
+def test_numberline_redraw_between_any_two_numbers_equals_a_fresh_render(n_max):
+    renderer = render.NumberLineRenderer(48, n_max)
+    values = np.arange(n_max + 1)
+    shown_targets, shown_currents = np.repeat(values, n_max + 1), np.tile(values, n_max + 1)
+    new = (shown_currents, shown_targets)  # every (a, b) pair on both lines
+    images = renderer.render(shown_targets, shown_currents)
+    renderer.redraw(images, (shown_targets, shown_currents), new)
+    assert np.array_equal(images, renderer.render(*new))
