@@ -33,7 +33,9 @@ ANSWER_TOKEN = "<|answer|>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, IMAGE_TOKEN, ANSWER_TOKEN)
 
 TOKENIZER_VERSION = 2
-DEFAULT_VOCAB_SIZE = 2048
+# Room for every env's fixed prompt template to collapse into a few tokens (with 2048 the
+# V-IRL texts crowd out NumberLine's template merges: 126 prompt tokens instead of 19).
+DEFAULT_VOCAB_SIZE = 3072
 STATES_PER_ENV = 200
 ENV_IDS = (
     "vlrl/NumberLine-v0",
