@@ -64,6 +64,12 @@ def make_env(env_id: str, kwargs: dict):
         raise ValueError(f"cannot make env {env_id!r} with {kwargs}: {error}") from error
 
 
+def unscored_answer(info: dict) -> bool:
+    """Whether a text-action env left this answer unscored (GeneralPoints' time-out answer,
+    V-IRL's answer past the budget at a point)."""
+    return info.get("scored") is False or info.get("outcome") == "timeout"
+
+
 def evaluate_agent(
     agent: Any,
     env_id: str,
@@ -115,9 +121,16 @@ def evaluate_agent(
             if experts[j] is not None:
                 step_correct.append(int(act.actions[j]) == experts[j])
             elif getattr(envs[i].unwrapped, "takes_text_action", False):
-                step_correct.append(
-                    info.get("outcome") == "correct" if "outcome" in info else reward > 0
-                )
+                if unscored_answer(info):
+                    # The answer past the verification budget ends the episode but is not
+                    # one of the scored tries that per-step accuracy counts.
+                    pass
+                elif "per_step_correct" in info:
+                    step_correct.append(bool(info["per_step_correct"]))
+                else:
+                    step_correct.append(
+                        info.get("outcome") == "correct" if "outcome" in info else reward > 0
+                    )
             for key in RECOGNITION_KEYS:
                 if key in info:
                     recognition.append(bool(info[key]))
