@@ -165,6 +165,11 @@ def launch_options(backend: Backend, **gpu_options: int) -> dict[str, Any]:
     return {"enable_fp_fusion": True, **gpu_options}
 
 
+def cdiv(numerator: int, denominator: int) -> int:
+    """Ceiling division of positive ints (grid sizes); works without triton installed."""
+    return -(-numerator // denominator)
+
+
 def lazy_jit(fn: Callable[..., Any]) -> LazyKernel:
     """Decorator: mark ``fn`` as a Triton kernel built lazily (see :class:`LazyKernel`)."""
     return LazyKernel(fn)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ._dispatch import HAS_TRITON, Backend, choose_backend, launch_options, lazy_jit, tl
+from ._dispatch import HAS_TRITON, Backend, cdiv, choose_backend, launch_options, lazy_jit, tl
 
 # GPU tile: 32 time steps x 32 envs = 1024 values per load (4 warps, 8 per thread);
 # N = 4096 envs gives 128 programs, about one per SM on an H100. Untuned: no GPU yet.
@@ -152,7 +152,7 @@ def _gae_launch(
         block_t, block_n = INTERPRETER_BLOCK_T, INTERPRETER_BLOCK_N
     else:
         block_t, block_n = GPU_BLOCK_T, GPU_BLOCK_N
-    grid = (_cdiv(envs, block_n),)
+    grid = (cdiv(envs, block_n),)
     _gae_kernel.launcher(backend)[grid](
         rewards,
         values,
@@ -168,10 +168,6 @@ def _gae_launch(
         **launch_options(backend),
     )
     return advantages, returns
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def gae(

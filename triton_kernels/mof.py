@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._dispatch import Backend, choose_backend, launch_options, lazy_jit, tl
+from ._dispatch import Backend, cdiv, choose_backend, launch_options, lazy_jit, tl
 
 # Feature block per program: 1024 elements is 4 warps x 8 values per thread, two 4 KB
 # rows of fp32 per program; LLaVA-NeXT's D = 4096 is 4 blocks per token.
@@ -230,7 +230,7 @@ class _InterleaveFunction(torch.autograd.Function):
             raise ValueError("out must have a contiguous last dimension to be written in place")
         block_d = _block_d(backend, width)
         if batch * tokens and width:
-            grid = (batch * tokens, -(-width // block_d))
+            grid = (batch * tokens, cdiv(width, block_d))
             _interleave_scatter_kernel.launcher(backend)[grid](
                 clip_tokens,
                 dino_tokens,
@@ -268,7 +268,7 @@ class _InterleaveFunction(torch.autograd.Function):
         grad_buffer = grad_out.clone() if zero_buffer else grad_out
         block_d = _block_d(ctx.backend, width)
         if batch * tokens and width:
-            grid = (batch * tokens, -(-width // block_d))
+            grid = (batch * tokens, cdiv(width, block_d))
             _interleave_gather_kernel.launcher(ctx.backend)[grid](
                 grad_out,
                 grad_clip,
@@ -300,7 +300,7 @@ class _AdditiveFunction(torch.autograd.Function):
         out = torch.empty_like(clip)
         block = _additive_block(backend)
         if clip.numel():
-            _additive_kernel.launcher(backend)[(-(-clip.numel() // block),)](
+            _additive_kernel.launcher(backend)[(cdiv(clip.numel(), block),)](
                 clip, dino, out, clip.numel(), float(alpha), BLOCK=block, **launch_options(backend)
             )
         ctx.alpha = alpha
@@ -315,7 +315,7 @@ class _AdditiveFunction(torch.autograd.Function):
         grad_dino = torch.empty_like(grad)
         block = _additive_block(ctx.backend)
         if grad.numel():
-            _additive_backward_kernel.launcher(ctx.backend)[(-(-grad.numel() // block),)](
+            _additive_backward_kernel.launcher(ctx.backend)[(cdiv(grad.numel(), block),)](
                 grad,
                 grad_clip,
                 grad_dino,
