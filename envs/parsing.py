@@ -33,7 +33,8 @@ _ACTION_PATTERN = re.compile(
 _ALTERNATIVE_PATTERN = re.compile(r"""\s*(?:or|/|\|)\s*["']""", re.IGNORECASE)
 
 
-def _tail(text: object) -> str:
+def text_tail(text: object) -> str:
+    """The last ``MAX_SCAN_CHARS`` of a model output as a string ("" when unprintable)."""
     if not isinstance(text, str):
         try:
             text = str(text)
@@ -55,7 +56,7 @@ def _canonical(value: str, action_names: Sequence[str]) -> int | None:
 def extract_action(text: object, action_names: Sequence[str]) -> int | None:
     """Index of the last ``"action"`` value in ``text`` if it is unambiguous and valid."""
     try:
-        tail = _tail(text)
+        tail = text_tail(text)
         last = None
         for match in _ACTION_PATTERN.finditer(tail):
             last = match
@@ -166,7 +167,11 @@ class PointsAnswer:
     used_fallback: bool
 
 
-def _json_objects_from_end(text: str):
+def json_objects_from_end(text: str):
+    """The JSON objects that decode from ``text``, the last one first.
+
+    Tries at most ``MAX_JSON_CANDIDATES`` opening braces, so hostile text stays cheap.
+    """
     decoder = json.JSONDecoder()
     tried = 0
     position = len(text)
@@ -257,8 +262,8 @@ def _regex_answer(text: str) -> PointsAnswer:
 def parse_points_answer(text: object) -> PointsAnswer:
     """Read a GeneralPoints answer (cards, numbers, formula) from model text. Never raises."""
     try:
-        tail = _tail(text)
-        for mapping in _json_objects_from_end(tail):
+        tail = text_tail(text)
+        for mapping in json_objects_from_end(tail):
             answer = _from_mapping(mapping)
             if answer is not None:
                 return answer

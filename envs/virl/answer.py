@@ -12,17 +12,13 @@ Nothing here raises on any text: the inputs are model outputs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .routes import COMPASS, FORWARD, RELATIVE_TURNS, STOP, turn_action
+from vlrl.envs.parsing import json_objects_from_end, text_tail
 
-# Answers sit at the end of an output; scanning only the tail keeps f linear on hostile
-# inputs (100k characters, thousands of braces).
-MAX_SCAN_CHARS = 20_000
-MAX_JSON_CANDIDATES = 32
+from .routes import COMPASS, FORWARD, RELATIVE_TURNS, STOP, turn_action
 
 
 @dataclass(frozen=True)
@@ -66,21 +62,6 @@ def normalize_action(value: object) -> str | None:
     return turn_action(target)
 
 
-def _json_objects_from_end(text: str):
-    decoder = json.JSONDecoder()
-    position = len(text)
-    for _ in range(MAX_JSON_CANDIDATES):
-        position = text.rfind("{", 0, position)
-        if position < 0:
-            return
-        try:
-            value, _ = decoder.raw_decode(text, position)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            yield value
-
-
 def _field_patterns(key: str) -> tuple[re.Pattern, re.Pattern]:
     quoted = re.compile(rf"""["']?{key}["']?\s*:\s*(?:"([^"\n]*)"|'([^'\n]*)')""", re.IGNORECASE)
     bare = re.compile(
@@ -108,9 +89,8 @@ def _regex_field(text: str, key: str) -> str | None:
 def parse_navigation_answer(text: object) -> NavigationAnswer:
     """Read a V-IRL answer (observation, instruction, action) from model text. Never raises."""
     try:
-        tail = text if isinstance(text, str) else str(text)
-        tail = tail[-MAX_SCAN_CHARS:]
-        for mapping in _json_objects_from_end(tail):
+        tail = text_tail(text)
+        for mapping in json_objects_from_end(tail):
             fields = {
                 " ".join(str(k).lower().replace("_", " ").split()): v for k, v in mapping.items()
             }

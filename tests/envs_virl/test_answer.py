@@ -84,3 +84,12 @@ def test_observation_check():
     )
     # the longer name wins: "Hotel 32One" does not also count as "Hotel 32"
     assert mentioned_landmarks("Hotel 32One ahead", names) == {"Hotel 32One"}
+
+
+def test_deeply_nested_last_object_falls_back_to_an_earlier_one():
+    # json raises RecursionError (not ValueError) on deep nesting: the earlier answer
+    # must still be read, as GeneralPoints' f does.
+    text = '{"action": "forward()"} {"x": ' + "[" * 5000
+    answer = parse_navigation_answer(text)
+    assert answer.action == "forward()"
+    assert not answer.used_fallback
