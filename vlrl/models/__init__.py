@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -47,6 +48,21 @@ _FAMILY_CLASSES = {
     "llava_next": ("LlavaNextForConditionalGeneration", "llava_next"),
     "mllama": ("MllamaForConditionalGeneration", "mllama"),
 }
+
+
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The construction options of :func:`load_policy`, carried as one value through the
+    loaders (a saved policy uses only ``torch_dtype``, ``attn`` and ``seed``)."""
+
+    torch_dtype: torch.dtype = torch.float32
+    attn: str = "sdpa"
+    seed: int = 0
+    lora: LoraSettings | None = None
+    value_head: bool = True
+    value_head_hidden: tuple[int, int] = DEFAULT_VALUE_HEAD_HIDDEN
+    mof: str | None = None
+    mof_alpha: float = 0.5
 
 
 def load_policy(
@@ -97,21 +113,20 @@ def load_policy(
             raise ImportError("attn='flash_attention_2' needs the flash-attn package") from error
     if mof is not None and mof not in MOF_MODES:
         raise ValueError(f"mof must be None or one of {MOF_MODES}, got {mof!r}")
-    torch_dtype = DTYPES[dtype]
+    options = _BuildOptions(
+        torch_dtype=DTYPES[dtype],
+        attn=attn,
+        seed=seed,
+        lora=lora,
+        value_head=value_head,
+        value_head_hidden=value_head_hidden,
+        mof=mof,
+        mof_alpha=mof_alpha,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name_or_path == "tiny":
-            policy = _build_tiny(
-                tiny or TinyConfig(),
-                torch_dtype,
-                attn,
-                value_head,
-                value_head_hidden,
-                mof,
-                mof_alpha,
-                lora,
-                seed,
-            )
+            policy = _build_tiny(tiny or TinyConfig(), options)
         else:
             folder = Path(name_or_path).expanduser()
             if not folder.is_dir():
@@ -120,19 +135,9 @@ def load_policy(
                     "or a local LLaVA-NeXT / Mllama / saved-policy folder)"
                 )
             if (folder / POLICY_META_FILE).exists():
-                policy = _load_saved(folder, torch_dtype, attn, seed)
+                policy = _load_saved(folder, options)
             else:
-                policy = _load_pretrained(
-                    folder,
-                    torch_dtype,
-                    attn,
-                    value_head,
-                    value_head_hidden,
-                    mof,
-                    mof_alpha,
-                    lora,
-                    seed,
-                )
+                policy = _load_pretrained(folder, options)
     # Eval mode: scoring is deterministic until the trainer opts into dropout with .train().
     return policy.to(device).eval()
 
@@ -161,12 +166,11 @@ def policy_from_model(
             family=_FAMILY_CLASSES[model_type][1],
             image_size=_vision_image_size(hf_model.config),
             processor=processor,
-            value_head=value_head,
-            value_head_hidden=value_head_hidden,
             mof_module=None,
-            lora=lora,
             meta={"format": 1, "base": None},
-            seed=seed,
+            options=_BuildOptions(
+                seed=seed, lora=lora, value_head=value_head, value_head_hidden=value_head_hidden
+            ),
         )
     return policy.to(hf_model.device).eval()
 
@@ -202,23 +206,21 @@ def _finish(
     hf_model,
     tokenizer,
     *,
-    family,
-    image_size,
+    family: str,
+    image_size: int,
     processor,
-    value_head,
-    value_head_hidden,
-    mof_module,
-    lora,
-    meta,
-    seed,
+    mof_module: MoFVision | None,
+    meta: dict,
+    options: _BuildOptions,
 ) -> VLMPolicy:
-    model = _attach(hf_model, lora, mof_module)
+    """Attach LoRA and the value head (``options``) and wrap everything in a policy."""
+    model = _attach(hf_model, options.lora, mof_module)
     head = None
-    if value_head:
-        head = ValueHead(hf_model.config.get_text_config().hidden_size, value_head_hidden)
+    if options.value_head:
+        head = ValueHead(hf_model.config.get_text_config().hidden_size, options.value_head_hidden)
     meta = dict(
         meta,
-        lora=lora_meta(lora),
+        lora=lora_meta(options.lora),
         value_head=list(head.widths) if head is not None else None,
         mof=(
             {"mode": mof_module.mode, "alpha": mof_module.alpha} if mof_module is not None else None
@@ -233,25 +235,14 @@ def _finish(
         value_head=head,
         mof=mof_module,
         meta=meta,
-        seed=seed,
+        seed=options.seed,
     )
 
 
-def _build_tiny(
-    tiny,
-    torch_dtype,
-    attn,
-    value_head,
-    value_head_hidden,
-    mof,
-    mof_alpha,
-    lora,
-    seed,
-    tokenizer=None,
-) -> VLMPolicy:
+def _build_tiny(tiny: TinyConfig, options: _BuildOptions) -> VLMPolicy:
     from transformers import LlavaForConditionalGeneration
 
-    tokenizer = tokenizer or tiny_tokenizer()
+    tokenizer = tiny_tokenizer()
     config = tiny_llava_config(
         tiny,
         len(tokenizer),
@@ -261,17 +252,17 @@ def _build_tiny(
         eos_token_id=tokenizer.eos_token_id,
     )
     hf_model = LlavaForConditionalGeneration._from_config(
-        config, attn_implementation=attn, dtype=torch_dtype
+        config, attn_implementation=options.attn, dtype=options.torch_dtype
     )
     hf_model.generation_config.eos_token_id = tokenizer.eos_token_id
     mof_module = None
-    if mof is not None:
+    if options.mof is not None:
         mof_module = MoFVision(
-            mof,
+            options.mof,
             tiny_dino_config(tiny.image_size, tiny.patch_size, tiny.vision_hidden),
             tiny.text_hidden,
-            mof_alpha,
-        ).to(torch_dtype)
+            options.mof_alpha,
+        ).to(options.torch_dtype)
     meta = {
         "format": 1,
         "base": None,
@@ -284,12 +275,9 @@ def _build_tiny(
         family="llava",
         image_size=tiny.image_size,
         processor=None,
-        value_head=value_head,
-        value_head_hidden=value_head_hidden,
         mof_module=mof_module,
-        lora=lora,
         meta=meta,
-        seed=seed,
+        options=options,
     )
 
 
@@ -313,24 +301,17 @@ def _vision_image_size(config) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
-def _load_pretrained(
-    folder,
-    torch_dtype,
-    attn,
-    value_head,
-    value_head_hidden,
-    mof,
-    mof_alpha,
-    lora,
-    seed,
-) -> VLMPolicy:
+def _load_pretrained(folder: Path, options: _BuildOptions) -> VLMPolicy:
     from transformers import AutoProcessor
 
     model_class, family = _family_of(folder)
-    if mof is not None:
+    if options.mof is not None:
         raise ValueError("MoF is built on the tiny model only (mof=... with 'tiny')")
     hf_model = model_class.from_pretrained(
-        folder, local_files_only=True, dtype=torch_dtype, attn_implementation=attn
+        folder,
+        local_files_only=True,
+        dtype=options.torch_dtype,
+        attn_implementation=options.attn,
     )
     processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
     tokenizer = processor.tokenizer
@@ -343,23 +324,28 @@ def _load_pretrained(
         family=family,
         image_size=_vision_image_size(hf_model.config),
         processor=processor,
-        value_head=value_head,
-        value_head_hidden=value_head_hidden,
         mof_module=None,
-        lora=lora,
         meta=meta,
-        seed=seed,
+        options=options,
     )
 
 
-def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
+def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
+    """Restore a :meth:`VLMPolicy.save` folder: its meta decides LoRA, value head and MoF;
+    only ``options.torch_dtype``, ``attn`` and ``seed`` apply."""
     from safetensors.torch import load_file
     from transformers import AutoProcessor, Dinov2Config, PreTrainedTokenizerFast
 
     meta = json.loads((folder / POLICY_META_FILE).read_text())
     lora = LoraSettings(**meta["lora"]) if meta.get("lora") else None
     widths = tuple(meta["value_head"]) if meta.get("value_head") else DEFAULT_VALUE_HEAD_HIDDEN
-    has_head = meta.get("value_head") is not None
+    options = replace(
+        options,
+        lora=lora,
+        value_head=meta.get("value_head") is not None,
+        value_head_hidden=widths,
+        mof=None,
+    )
     mof_meta = meta.get("mof")
     if meta.get("base") is None:
         import transformers
@@ -367,7 +353,9 @@ def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
 
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         model_class = getattr(transformers, _FAMILY_CLASSES[config.model_type][0])
-        hf_model = model_class._from_config(config, attn_implementation=attn, dtype=torch_dtype)
+        hf_model = model_class._from_config(
+            config, attn_implementation=options.attn, dtype=options.torch_dtype
+        )
         if (folder / "generation_config.json").exists():
             hf_model.generation_config = GenerationConfig.from_pretrained(folder)
         if meta.get("tiny"):
@@ -382,7 +370,7 @@ def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
             dino_config = Dinov2Config.from_json_file(folder / MOF_CONFIG_FILE)
             mof_module = MoFVision(
                 mof_meta["mode"], dino_config, config.text_config.hidden_size, mof_meta["alpha"]
-            ).to(torch_dtype)
+            ).to(options.torch_dtype)
         kept = ("format", "base", "tiny", "answer_token")
         policy = _finish(
             hf_model,
@@ -390,12 +378,9 @@ def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
             family=meta["family"],
             image_size=meta["image_size"],
             processor=processor,
-            value_head=has_head,
-            value_head_hidden=widths,
             mof_module=mof_module,
-            lora=lora,
             meta={k: meta[k] for k in kept if k in meta},
-            seed=seed,
+            options=options,
         )
     else:
         base = Path(meta["base"])
@@ -403,7 +388,7 @@ def _load_saved(folder: Path, torch_dtype, attn, seed) -> VLMPolicy:
             raise FileNotFoundError(
                 f"saved policy {str(folder)!r} builds on {str(base)!r}, which does not exist"
             )
-        policy = _load_pretrained(base, torch_dtype, attn, has_head, widths, None, 0.5, lora, seed)
+        policy = _load_pretrained(base, options)
         policy.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         policy.tokenizer = policy.processor.tokenizer
     state = load_file(folder / POLICY_WEIGHTS_FILE)
