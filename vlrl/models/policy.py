@@ -158,8 +158,8 @@ class VLMPolicy(nn.Module):
 
         Non-reentrant checkpointing, so frozen inputs (LoRA) still carry gradients through.
         """
-        self._hf.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
+        self._hf.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
         )
 
     # ----------------------------------------------------------------- token sets
@@ -659,8 +659,6 @@ class VLMPolicy(nn.Module):
             entropy=entropy,
             values=values,
         )
-
-    logprobs = score
 
     def values(self, images: Sequence[np.ndarray | None], prompts: Sequence[str]) -> torch.Tensor:
         """[B] value-head estimates at the last prompt token (differentiable)."""
