@@ -34,10 +34,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from vlrl.envs.cards_env import TEXT_CHARSET
 from vlrl.envs.parsing import choose_action
 from vlrl.envs.render import blank_image
 
-TEXT_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
 MAX_TEXT_LENGTH = 32_768
 MAX_ACTION_LENGTH = 8_192
 WIN_REWARD = 50.0

@@ -16,7 +16,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from vlrl.envs import prompts
-from vlrl.envs.cards_env import DEFAULT_IMAGE_SIZE, episode_seed, observation_space
+from vlrl.envs.cards_env import (
+    DEFAULT_IMAGE_SIZE,
+    TEXT_CHARSET,
+    episode_seed,
+    observation_space,
+)
 from vlrl.envs.parsing import PointsAnswer, parse_points_answer
 from vlrl.envs.render import blank_image, cards_renderer
 from vlrl.envs.revision import RevisionHistory
@@ -135,7 +140,7 @@ class GeneralPointsEnv(gym.Env):
         self.action_space = spaces.Text(
             max_length=MAX_ACTION_LENGTH,
             min_length=0,
-            charset="".join(chr(c) for c in range(32, 127)) + "\n",
+            charset=TEXT_CHARSET,
         )
         self.cards: list[str] = []
         self.card_suits: list[str] = []
