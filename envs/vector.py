@@ -77,8 +77,6 @@ class CardsVectorEnv(VectorEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         game = GAME_OF_ID.get(game, game)
-        if game == "EZPoints":
-            rules.setdefault("target", 12)
         self.game = game
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
