@@ -76,7 +76,8 @@ class VIRLEnv(gym.Env):
     ``max_verify + 1``-th answer at one point arrives (as GeneralPoints does).
 
     ## Information
-    ``per_step_correct`` (this answer's action matched the expert's), ``success``,
+    ``per_step_correct`` (this answer's action matched the expert's and its observation
+    was not misstated), ``success``,
     ``verifier_message``, ``outcome`` ("correct", "wrong_action", "invalid_action",
     "no_action", "wrong_observation", "budget_exceeded"), ``scored``, ``action``,
     ``expert_action``, ``point_index``, ``num_points``, ``tries``, ``route_id``,
@@ -225,7 +226,6 @@ class VIRLEnv(gym.Env):
             outcome = "wrong_action"
         else:
             outcome = "correct"
-        correct = outcome == "correct"
         if (
             self.check_observation
             and answer.observation is not None
@@ -235,7 +235,7 @@ class VIRLEnv(gym.Env):
         ):
             outcome, reward = "wrong_observation", -1.5
         else:
-            reward = 1.0 if correct else -1.0
+            reward = 1.0 if outcome == "correct" else -1.0
         message = verifier_message(outcome, answer.action)
         terminated = False
         if outcome == "correct":
@@ -246,7 +246,7 @@ class VIRLEnv(gym.Env):
         else:
             self.revision.add(text, message)
         info = self._info(
-            correct and outcome == "correct",
+            outcome == "correct",
             True,
             outcome,
             message,
