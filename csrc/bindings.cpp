@@ -34,6 +34,15 @@ py::array_t<Out> to_array(const std::vector<In>& data, std::vector<py::ssize_t> 
     return out;
 }
 
+// A [n] array holding value_of(i) for each env i (values computed per env, not stored).
+template <typename Out, typename F>
+py::array_t<Out> per_env(py::ssize_t n, F value_of) {
+    py::array_t<Out> out(n);
+    Out* dst = out.mutable_data();
+    for (py::ssize_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(value_of(static_cast<int>(i)));
+    return out;
+}
+
 class PyBatch {
   public:
     PyBatch(const std::string& game, int num_envs, uint64_t seed, int n_max,
@@ -305,10 +314,8 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("target", [](PyBatch& b) {
             // Per-env target: NumberLine's drawn x, or the points games' fixed target.
             if (b.is_points()) {
-                py::array_t<int32_t> out(b.n());
                 const auto value = static_cast<int32_t>(b.points("target").target());
-                for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = value;
-                return out;
+                return per_env<int32_t>(b.n(), [value](int) { return value; });
             }
             return to_array<int32_t>(b.number_line("target").target(), {b.n()});
         })
@@ -347,26 +354,18 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("n_dealer_cards", [](PyBatch& b) { return to_array<int32_t>(b.blackjack("n_dealer_cards").n_dealer(), {b.n()}); })
         .def_property_readonly("player_sum", [](PyBatch& b) {
             auto& bj = b.blackjack("player_sum");
-            py::array_t<int32_t> out(b.n());
-            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.player_sum(static_cast<int>(i));
-            return out;
+            return per_env<int32_t>(b.n(), [&bj](int i) { return bj.player_sum(i); });
         })
         .def_property_readonly("dealer_sum", [](PyBatch& b) {
             auto& bj = b.blackjack("dealer_sum");
-            py::array_t<int32_t> out(b.n());
-            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.dealer_sum(static_cast<int>(i));
-            return out;
+            return per_env<int32_t>(b.n(), [&bj](int i) { return bj.dealer_sum(i); });
         })
         .def_property_readonly("dealer_showing", [](PyBatch& b) {
             auto& bj = b.blackjack("dealer_showing");
-            py::array_t<int32_t> out(b.n());
-            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.dealer_showing(static_cast<int>(i));
-            return out;
+            return per_env<int32_t>(b.n(), [&bj](int i) { return bj.dealer_showing(i); });
         })
         .def_property_readonly("usable_ace", [](PyBatch& b) {
             auto& bj = b.blackjack("usable_ace");
-            py::array_t<bool> out(b.n());
-            for (py::ssize_t i = 0; i < b.n(); ++i) out.mutable_data()[i] = bj.usable_ace(static_cast<int>(i));
-            return out;
+            return per_env<bool>(b.n(), [&bj](int i) { return bj.usable_ace(i); });
         });
 }
