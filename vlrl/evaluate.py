@@ -64,6 +64,12 @@ def make_env(env_id: str, kwargs: dict):
         raise ValueError(f"cannot make env {env_id!r} with {kwargs}: {error}") from error
 
 
+def eval_temperature(cfg: Any) -> float:
+    """The evaluation sampling temperature of a TrainConfig: ``eval.temperature`` when set
+    (0 included: greedy), else ``ppo.temperature``."""
+    return cfg.eval.temperature if cfg.eval.temperature is not None else cfg.ppo.temperature
+
+
 def unscored_answer(info: dict) -> bool:
     """Whether a text-action env left this answer unscored (GeneralPoints' time-out answer,
     V-IRL's answer past the budget at a point)."""
@@ -247,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cot is not None:
         cfg.env.cot = args.cot == "true"
     agent = build_agent(cfg, policy_path=policy_path)
-    temperature = (
-        args.temperature
-        if args.temperature is not None
-        else (cfg.eval.temperature or cfg.ppo.temperature)
-    )
+    temperature = args.temperature if args.temperature is not None else eval_temperature(cfg)
     kwargs = agent.env_kwargs(cfg.env.kwargs)
     started = time.time()
     rows = {

@@ -75,3 +75,17 @@ def test_virl_over_budget_answer_is_not_counted_and_expert_scores_one():
     # the episode: four samples, one right.
     assert metrics["steps"] == 5
     assert metrics["per_step_accuracy"] == 0.25
+
+
+def test_eval_temperature_zero_means_greedy_not_the_ppo_temperature():
+    from vlrl.config import TrainConfig
+    from vlrl.evaluate import eval_temperature
+
+    cfg = TrainConfig()
+    cfg.ppo.temperature = 0.7
+    cfg.eval.temperature = None
+    assert eval_temperature(cfg) == 0.7
+    cfg.eval.temperature = 0.0  # greedy: must not fall back to ppo.temperature
+    assert eval_temperature(cfg) == 0.0
+    cfg.eval.temperature = 0.3
+    assert eval_temperature(cfg) == 0.3
