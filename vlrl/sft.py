@@ -69,26 +69,7 @@ def run_sft(
     losses: list[float] = []
     tokens = 0
     skipped = 0
-    progress = None
-    if console is not None and console.rich is not None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        progress = Progress(
-            TextColumn("SFT"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=console.rich,
-        )
-        progress.start()
-        task = progress.add_task("", total=steps)
+    progress, task = console.progress("SFT", steps) if console is not None else (None, None)
     try:
         for step in range(steps):
             if len(order) < sft.batch_size:

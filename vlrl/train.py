@@ -54,7 +54,13 @@ from vlrl.config import (
     save_config,
 )
 from vlrl.distributed import DistContext, setup
-from vlrl.evaluate import episode_success, evaluate_agent, make_env, training_flops
+from vlrl.evaluate import (
+    episode_success,
+    eval_temperature,
+    evaluate_agent,
+    make_env,
+    training_flops,
+)
 from vlrl.logging_utils import RunLogger, plot_learning_curve, read_jsonl
 from vlrl.ppo import LossCoefficients, ScoreOutput, ppo_update
 
@@ -510,9 +516,31 @@ class Console:
     def rich(self):
         return self._console
 
+    def progress(self, label: str, total: int, completed: int = 0):
+        """A started rich progress bar and its task id, or (None, None) when silent."""
+        if self._console is None:
+            return None, None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=self._console,
+        )
+        bar.start()
+        return bar, bar.add_task("", total=total, completed=completed)
+
 
 def _evaluate(agent, cfg: TrainConfig, kwargs: dict | None = None) -> dict[str, float]:
-    temperature = cfg.eval.temperature if cfg.eval.temperature is not None else cfg.ppo.temperature
     agent.train(False)
     env_kwargs = agent.env_kwargs(cfg.env.kwargs if kwargs is None else kwargs)
     return evaluate_agent(
@@ -522,7 +550,7 @@ def _evaluate(agent, cfg: TrainConfig, kwargs: dict | None = None) -> dict[str, 
         cfg.eval.episodes,
         cfg.eval.seed,
         cfg.eval.num_envs,
-        temperature,
+        eval_temperature(cfg),
     )
 
 
@@ -675,30 +703,20 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
             keep=cfg.keep_checkpoints,
         )
 
+    def evaluate_and_log(prefix: str, phase: str, kwargs: dict | None = None) -> dict:
+        result = ctx.mean(_evaluate(agent, cfg, kwargs))
+        logger.log(
+            state["update"],
+            {f"{prefix}/{k}": v for k, v in result.items()},
+            env_steps=state["env_steps"],
+            phase=phase,
+        )
+        return result
+
     if saved is None:
         state["elapsed"] = elapsed_before + (time.time() - started)
         save(0)
-    progress = None
-    if console.rich is not None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        progress = Progress(
-            TextColumn("PPO"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=console.rich,
-            transient=False,
-        )
-        progress.start()
-        task = progress.add_task("", total=ppo_cfg.num_updates, completed=state["update"])
+    progress, task = console.progress("PPO", ppo_cfg.num_updates, completed=state["update"])
     updates_this_process = 0
     try:
         while state["update"] < ppo_cfg.num_updates:
@@ -761,13 +779,7 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
                 and state["update"] % cfg.eval.every == 0
                 and state["update"] < ppo_cfg.num_updates
             ):
-                ev = ctx.mean(_evaluate(agent, cfg))
-                logger.log(
-                    state["update"],
-                    {f"eval/{k}": v for k, v in ev.items()},
-                    env_steps=state["env_steps"],
-                    phase="eval",
-                )
+                evaluate_and_log("eval", "eval")
             description = (
                 f"success {scalars.get('charts/episode_success', math.nan):.2f} "
                 f"return {scalars.get('charts/episode_return', math.nan):.2f} "
@@ -804,22 +816,10 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
     for env in envs:
         env.close()
 
-    final_eval = ctx.mean(_evaluate(agent, cfg))
-    logger.log(
-        state["update"],
-        {f"eval/{k}": v for k, v in final_eval.items()},
-        env_steps=state["env_steps"],
-        phase="final",
-    )
+    final_eval = evaluate_and_log("eval", "final")
     ood = None
     if cfg.env.ood_kwargs:
-        ood = ctx.mean(_evaluate(agent, cfg, {**cfg.env.kwargs, **cfg.env.ood_kwargs}))
-        logger.log(
-            state["update"],
-            {f"eval_ood/{k}": v for k, v in ood.items()},
-            env_steps=state["env_steps"],
-            phase="final",
-        )
+        ood = evaluate_and_log("eval_ood", "final", {**cfg.env.kwargs, **cfg.env.ood_kwargs})
     state["elapsed"] = elapsed_before + (time.time() - started)
     save(state["update"])
     summary = _summary(cfg, run_dir, state, final_eval, ood, agent, ctx)
