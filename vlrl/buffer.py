@@ -50,9 +50,6 @@ class RolloutBuffer:
         self.dones[t] = _np(dones)
         self.step += 1
 
-    def set_logprobs(self, t: int, logprobs) -> None:
-        self.logprobs[t] = _np(logprobs)
-
     def set_bootstrap(self, values) -> None:
         """Value of the state after the last stored step (row num_steps)."""
         self.values[self.num_steps] = _np(values)

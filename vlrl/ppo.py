@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,7 +240,7 @@ def minibatch_loss_backward(
         mask = finite.to(terms["loss"].dtype)
         loss = (terms["loss"] * mask).sum() / size
         last = chunk_number == len(chunks) - 1
-        context = no_sync() if (no_sync is not None and not last) else _nullcontext()
+        context = no_sync() if (no_sync is not None and not last) else nullcontext()
         with context:
             (backward or torch.Tensor.backward)(loss)
         new_logprobs.append(logprob.detach())
@@ -250,14 +251,6 @@ def minibatch_loss_backward(
                 if n_ok:
                     stats.add(name, float((value.detach() * mask).sum() / n_ok), n_ok)
     return torch.cat(new_logprobs) if new_logprobs else torch.zeros(0)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def grads_finite(params: Sequence[torch.nn.Parameter]) -> bool:
