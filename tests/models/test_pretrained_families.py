@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from builders import build_llava_next_folder, build_mllama_folder
+from policy_scoring import assert_rows_score_as_batched, random_images, rescore
 
 from vlrl.models import LoraSettings, load_policy
 from vlrl.rollout import THOUGHT
@@ -20,22 +20,11 @@ def folder(request, tmp_path_factory):
     return request.param, BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
 
 
-def _images(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (336, 336, 3), dtype=np.uint8) for _ in range(n)]
-
-
-def _rescore(policy, images, out, temperature=1.0):
-    return policy.score(
-        images, out.prompt_ids, out.output_ids, out.segment_ids, lam=0.5, temperature=temperature
-    )
-
-
 def test_loads_family_and_generates_batched_with_exact_logprobs(folder):
     family, path = folder
     policy = load_policy(str(path), value_head_hidden=(32, 16))
     assert policy.family == family and policy.image_size == 28
-    images = _images(3)
+    images = random_images(3)
     out = policy.generate(images, PROMPTS, temperature=0.8, max_new_tokens=10, seed=0)
     assert len(out.texts) == 3 and all(1 <= ids.numel() <= 10 for ids in out.output_ids)
     # The prompts differ in length, so the batch really was padded.
@@ -47,7 +36,7 @@ def test_loads_family_and_generates_batched_with_exact_logprobs(folder):
         text = policy._chat_text(prompt, True)
         direct = policy.processor(images=[image], text=[text], return_tensors="pt")["input_ids"][0]
         assert torch.equal(direct, ids)
-    scores = _rescore(policy, images, out, temperature=0.8)
+    scores = rescore(policy, images, out, temperature=0.8)
     for recomputed, sampled in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(recomputed.detach(), sampled, atol=1e-4, rtol=1e-4)
     expected = torch.stack(
@@ -65,7 +54,7 @@ def test_loads_family_and_generates_batched_with_exact_logprobs(folder):
     direct = policy.processor.image_processor(nested, return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(policy._processed_images(images)["pixel_values"], direct)
     # The image matters: other pixels, other log-probs.
-    other = _rescore(policy, _images(3, seed=9), out, temperature=0.8)
+    other = rescore(policy, random_images(3, seed=9), out, temperature=0.8)
     assert not torch.allclose(other.logprob, scores.logprob)
 
 
@@ -76,9 +65,9 @@ def test_lora_value_head_and_reload(folder, tmp_path):
     assert all("lora_" in n or n.startswith("value_head.") for n in trainable)
     vision_part = "vision_tower" if family == "llava_next" else "vision_model"
     assert any(vision_part in n for n in trainable)
-    images = _images(2)
+    images = random_images(2)
     out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=1)
-    scores = _rescore(policy, images, out)
+    scores = rescore(policy, images, out)
     (scores.logprob.sum() + scores.values.sum()).backward()
     assert all(p.grad is not None for p in policy.value_head.parameters())
     assert any(
@@ -106,7 +95,7 @@ def test_sft_loss_is_finite_and_trains(folder):
     _, path = folder
     policy = load_policy(str(path), value_head=False)
     assert policy.value_head is None
-    loss = policy.sft_loss(_images(2), PROMPTS[:2], ['{"action": "+"}', '{"action": "-"}'])
+    loss = policy.sft_loss(random_images(2), PROMPTS[:2], ['{"action": "+"}', '{"action": "-"}'])
     assert torch.isfinite(loss)
     loss.backward()
     assert policy.model.get_output_embeddings().weight.grad.abs().sum() > 0
@@ -139,7 +128,7 @@ def test_policy_from_model_saves_whole_and_reloads(folder, tmp_path):
     policy.save(tmp_path / "whole")
     reloaded = load_policy(str(tmp_path / "whole"))
     assert reloaded.family == family and reloaded.meta["base"] is None
-    images = _images(2)
+    images = random_images(2)
     first = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
     second = reloaded.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=2)
     assert first.texts == second.texts and torch.equal(first.values, second.values)
@@ -149,17 +138,7 @@ def test_rows_are_independent_of_their_batch(folder):
     """A row scores the same alone as in a padded batch with other images and lengths."""
     _, path = folder
     policy = load_policy(str(path), value_head_hidden=(32, 16))
-    images = _images(3, seed=4)
+    images = random_images(3, seed=4)
     out = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=6, seed=3)
-    batch = _rescore(policy, images, out)
-    for row in range(3):
-        alone = policy.score(
-            images[row : row + 1],
-            out.prompt_ids[row : row + 1],
-            out.output_ids[row : row + 1],
-            out.segment_ids[row : row + 1],
-            lam=0.5,
-            temperature=1.0,
-        )
-        torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)
+    batch = rescore(policy, images, out)
+    assert_rows_score_as_batched(policy, images, out, batch)

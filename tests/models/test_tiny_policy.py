@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from policy_scoring import assert_rows_score_as_batched, random_images, rescore
 
 from vlrl.models import LoraSettings, TinyConfig, load_policy
 from vlrl.models.tokenizer import IMAGE_TOKEN
@@ -18,29 +19,13 @@ PROMPTS = [
 SMALL_HEAD = (32, 16)
 
 
-def _images(n: int, seed: int = 0, size: int = 336) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-
-
 @pytest.fixture(scope="module")
 def policy():
     return load_policy("tiny", value_head_hidden=SMALL_HEAD, seed=0)
 
 
-def _rescore(policy, images, generation, lam, temperature):
-    return policy.score(
-        images,
-        generation.prompt_ids,
-        generation.output_ids,
-        generation.segment_ids,
-        lam=lam,
-        temperature=temperature,
-    )
-
-
 def test_batched_generation_shapes_and_stop(policy):
-    images = _images(3)
+    images = random_images(3)
     out = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=24, seed=1)
     assert len(out) == 3 and len(out.texts) == 3
     eos = policy.tokenizer.eos_token_id
@@ -58,7 +43,7 @@ def test_batched_generation_shapes_and_stop(policy):
 
 
 def test_generation_is_reproducible_with_seed_and_batch_independent(policy):
-    images = _images(3)
+    images = random_images(3)
     first = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=16, seed=7)
     again = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=16, seed=7)
     assert first.texts == again.texts
@@ -70,11 +55,11 @@ def test_generation_is_reproducible_with_seed_and_batch_independent(policy):
 
 @pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9), (0.2, 1.0)])
 def test_rescored_logprob_equals_generation_logprob(policy, temperature, top_p):
-    images = _images(3, seed=2)
+    images = random_images(3, seed=2)
     out = policy.generate(
         images, PROMPTS, temperature=temperature, top_p=top_p, max_new_tokens=20, seed=3, lam=0.5
     )
-    scores = _rescore(policy, images, out, lam=0.5, temperature=temperature)
+    scores = rescore(policy, images, out, lam=0.5, temperature=temperature)
     for recomputed, sampled in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(recomputed.detach(), sampled, atol=1e-4, rtol=1e-4)
     expected = torch.stack(
@@ -95,11 +80,11 @@ def test_special_tokens_are_never_sampled():
     image_id = policy.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     with torch.no_grad():
         head.weight[image_id] = 50.0 * head.weight.abs().max()
-    out = policy.generate(_images(2), PROMPTS[:2], temperature=1.0, max_new_tokens=10, seed=0)
+    out = policy.generate(random_images(2), PROMPTS[:2], temperature=1.0, max_new_tokens=10, seed=0)
     for ids in out.output_ids:
         assert image_id not in ids.tolist()
     # ...and scoring what was sampled still works (a sampled placeholder would break it).
-    scores = _rescore(policy, _images(2), out, lam=0.5, temperature=1.0)
+    scores = rescore(policy, random_images(2), out, lam=0.5, temperature=1.0)
     assert torch.isfinite(scores.logprob).all()
 
 
@@ -114,10 +99,10 @@ def test_segments_of_generated_outputs_follow_the_key(policy):
 
 
 def test_value_head_and_logprob_get_gradients(policy):
-    images = _images(2)
+    images = random_images(2)
     out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=8, seed=0)
     policy.zero_grad()
-    scores = _rescore(policy, images, out, lam=0.5, temperature=1.0)
+    scores = rescore(policy, images, out, lam=0.5, temperature=1.0)
     (scores.logprob.sum() + scores.values.sum()).backward()
     head_grads = [p.grad for p in policy.value_head.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in head_grads)
@@ -130,7 +115,7 @@ def test_value_head_and_logprob_get_gradients(policy):
 
 
 def test_sft_loss_counts_response_tokens_only(policy):
-    images = _images(2)
+    images = random_images(2)
     responses = ['{"action": "+"}', '{"action": "-"}']
     loss = policy.sft_loss(images, PROMPTS[:2], responses)
     # Manual reference: one sample at a time, cross-entropy over response + EOS only.
@@ -179,11 +164,11 @@ def test_lora_trains_only_adapters_and_value_head():
     frozen_before = {
         n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad
     }
-    images = _images(2)
+    images = random_images(2)
     optimizer = torch.optim.SGD(policy.trainable_parameters(), lr=0.1)
     for _ in range(2):
         out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=8, seed=0)
-        scores = _rescore(policy, images, out, lam=0.5, temperature=1.0)
+        scores = rescore(policy, images, out, lam=0.5, temperature=1.0)
         optimizer.zero_grad()
         (scores.logprob.sum() + scores.values.square().sum()).backward()
         optimizer.step()
@@ -201,8 +186,8 @@ def _assert_same_outputs(a, b, images, prompts):
     for x, y in zip(first.token_logprobs, second.token_logprobs, strict=True):
         assert torch.equal(x, y)
     assert torch.equal(first.values, second.values)
-    sa = _rescore(a, images, first, lam=0.5, temperature=1.0)
-    sb = _rescore(b, images, first, lam=0.5, temperature=1.0)
+    sa = rescore(a, images, first, lam=0.5, temperature=1.0)
+    sb = rescore(b, images, first, lam=0.5, temperature=1.0)
     assert torch.equal(sa.logprob, sb.logprob) and torch.equal(sa.values, sb.values)
 
 
@@ -217,18 +202,18 @@ def test_save_and_reload_reproduce_outputs(tmp_path, lora):
     reloaded = load_policy(str(tmp_path / "policy"))
     assert reloaded.meta["lora"] == policy.meta["lora"]
     assert len(reloaded.trainable_parameters()) == len(policy.trainable_parameters())
-    _assert_same_outputs(policy, reloaded, _images(2), PROMPTS[:2])
+    _assert_same_outputs(policy, reloaded, random_images(2), PROMPTS[:2])
 
 
 @pytest.mark.parametrize("mode", ["additive", "interleaved"])
 def test_mof_variants(tmp_path, mode):
     policy = load_policy("tiny", mof=mode, value_head_hidden=SMALL_HEAD, seed=0)
-    images = _images(2)
+    images = random_images(2)
     out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=10, seed=0)
     image_id = policy.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     expected_tokens = 64 if mode == "additive" else 128
     assert int((out.prompt_ids[0] == image_id).sum()) == expected_tokens
-    scores = _rescore(policy, images, out, lam=0.5, temperature=1.0)
+    scores = rescore(policy, images, out, lam=0.5, temperature=1.0)
     for x, y in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(x.detach(), y, atol=1e-4, rtol=1e-4)
     scores.logprob.sum().backward()
@@ -260,7 +245,7 @@ def test_bad_inputs_raise_clear_errors(policy, tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         policy.generate([np.zeros((8, 8), dtype=np.uint8)], ["x"], max_new_tokens=2)
     with pytest.raises(ValueError, match="images"):
-        policy.generate(_images(1), ["a", "b"], max_new_tokens=2)
+        policy.generate(random_images(1), ["a", "b"], max_new_tokens=2)
     with pytest.raises(ValueError, match="mof"):
         load_policy("tiny", mof="sideways")
     with pytest.raises(ValueError, match="dtype"):
@@ -277,7 +262,7 @@ def test_text_only_prompts_and_bfloat16():
     out = policy.generate([None, None], PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=0)
     image_id = policy.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert image_id not in out.prompt_ids[0].tolist()
-    scores = _rescore(policy, [None, None], out, lam=0.5, temperature=1.0)
+    scores = rescore(policy, [None, None], out, lam=0.5, temperature=1.0)
     assert scores.values.dtype == torch.float32
     for x, y in zip(scores.token_logprobs, out.token_logprobs, strict=True):
         torch.testing.assert_close(x.detach(), y, atol=0.1, rtol=0.05)
@@ -287,11 +272,11 @@ def test_fused_head_path_matches_logits_path(policy, monkeypatch):
     """Large vocabularies score from hidden states; both paths give the same numbers."""
     import vlrl.models.policy as policy_module
 
-    images = _images(2)
+    images = random_images(2)
     out = policy.generate(images, PROMPTS[:2], temperature=0.5, max_new_tokens=10, seed=4)
-    through_logits = _rescore(policy, images, out, lam=0.3, temperature=0.5)
+    through_logits = rescore(policy, images, out, lam=0.3, temperature=0.5)
     monkeypatch.setattr(policy_module, "FUSED_HEAD_MIN_VOCAB", 0)
-    fused = _rescore(policy, images, out, lam=0.3, temperature=0.5)
+    fused = rescore(policy, images, out, lam=0.3, temperature=0.5)
     torch.testing.assert_close(fused.logprob, through_logits.logprob, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fused.entropy, through_logits.entropy, atol=1e-4, rtol=1e-4)
     fused.logprob.sum().backward()
@@ -302,24 +287,14 @@ def test_fused_head_path_matches_logits_path(policy, monkeypatch):
 @pytest.mark.parametrize("mof", [None, "interleaved"])
 def test_rows_score_the_same_alone_and_batched(mof):
     policy = load_policy("tiny", mof=mof, value_head_hidden=SMALL_HEAD, seed=6)
-    images = _images(3, seed=8)
+    images = random_images(3, seed=8)
     out = policy.generate(images, PROMPTS, temperature=1.0, max_new_tokens=8, seed=2)
-    batch = _rescore(policy, images, out, lam=0.5, temperature=1.0)
-    for row in range(3):
-        alone = policy.score(
-            images[row : row + 1],
-            out.prompt_ids[row : row + 1],
-            out.output_ids[row : row + 1],
-            out.segment_ids[row : row + 1],
-            lam=0.5,
-            temperature=1.0,
-        )
-        torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)
+    batch = rescore(policy, images, out, lam=0.5, temperature=1.0)
+    assert_rows_score_as_batched(policy, images, out, batch)
 
 
 def test_gradient_checkpointing_keeps_gradients():
-    images = _images(2)
+    images = random_images(2)
     grads = []
     for checkpointing in (False, True):
         policy = load_policy(
@@ -330,7 +305,7 @@ def test_gradient_checkpointing_keeps_gradients():
             assert policy.model.get_base_model().is_activation_checkpointing
         policy.train()
         out = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=0)
-        _rescore(policy, images, out, lam=0.5, temperature=1.0).logprob.sum().backward()
+        rescore(policy, images, out, lam=0.5, temperature=1.0).logprob.sum().backward()
         grads.append(
             {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
         )
