@@ -161,9 +161,10 @@ class CNNAgent:
 
     def values(self, envs, observations) -> torch.Tensor:
         with torch.no_grad():
-            return self.policy.heads(self.policy.features([obs["image"] for obs in observations]))[
-                1
-            ]
+            _logits, values = self.policy.heads(
+                self.policy.features([obs["image"] for obs in observations])
+            )
+        return values
 
     def token_count(self, payload) -> int:
         return 1

@@ -330,6 +330,15 @@ class EpisodeTracker:
             self.returns[i] = 0.0
             self.lengths[i] = 0
 
+    def means(self) -> dict[str, float]:
+        """Mean return, success and length of the finished episodes (NaN when none)."""
+        names = ("episode_return", "episode_success", "episode_length")
+        columns = list(zip(*self.finished, strict=True)) or [(), (), ()]
+        return {
+            name: float(np.mean(column)) if column else math.nan
+            for name, column in zip(names, columns, strict=True)
+        }
+
 
 @dataclass
 class RolloutStats:
@@ -742,18 +751,9 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
             state["env_steps"] += roll.steps * ctx.world_size
             state["tokens_buffer"] += roll.tokens * ctx.world_size
             state["tokens_rl"] += roll.tokens * ppo_cfg.update_epochs * ctx.world_size
-            finished = tracker.finished
             episode_stats = {
-                "charts/episode_return": float(np.mean([e[0] for e in finished]))
-                if finished
-                else math.nan,
-                "charts/episode_success": float(np.mean([e[1] for e in finished]))
-                if finished
-                else math.nan,
-                "charts/episode_length": float(np.mean([e[2] for e in finished]))
-                if finished
-                else math.nan,
-                "charts/episodes": float(len(finished)),
+                **{f"charts/{k}": v for k, v in tracker.means().items()},
+                "charts/episodes": float(len(tracker.finished)),
                 "charts/fallback_rate": roll.fallbacks / max(roll.steps, 1),
                 "charts/fallbacks": float(roll.fallbacks),
                 "charts/mean_reward": float(buffer.rewards.mean()),

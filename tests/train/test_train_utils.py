@@ -184,3 +184,18 @@ def test_sft_data_experts_noise_and_suboptimal_trajectories():
     assert len(gp) == 12
     # later turns of sub-optimal trajectories carry the verifier's messages in their prompt
     assert sum("fail" in e.prompt.lower() for e in gp) >= 6
+
+
+def test_episode_tracker_means_over_finished_episodes():
+    from vlrl.train import EpisodeTracker
+
+    tracker = EpisodeTracker(2)
+    assert all(math.isnan(v) for v in tracker.means().values())
+    tracker.step(0, 1.0, True, {})  # return > 0: success
+    tracker.step(1, 0.5, False, {})
+    tracker.step(1, 0.5, True, {"success": False})  # the env's flag wins
+    assert tracker.means() == {
+        "episode_return": 1.0,
+        "episode_success": 0.5,
+        "episode_length": 1.5,
+    }
