@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vlrl.rollout import THOUGHT
+
 
 def random_images(n: int, seed: int = 0, size: int = 336) -> list[np.ndarray]:
     """``n`` uniform-noise uint8 RGB images of ``size`` x ``size``."""
@@ -38,3 +40,18 @@ def assert_rows_score_as_batched(policy, images, generation, batch) -> None:
         )
         torch.testing.assert_close(alone.logprob[0], batch.logprob[row], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(alone.values[0], batch.values[row], atol=1e-4, rtol=1e-4)
+
+
+def assert_scores_match_generation(scores, generation, lam: float = 0.5) -> torch.Tensor:
+    """Re-scored token log-probs equal the sampled ones, and the sequence log-prob equals
+    ``lam * sum(thought) + sum(action)`` of the sampled ones; returns that expected sum."""
+    for recomputed, sampled in zip(scores.token_logprobs, generation.token_logprobs, strict=True):
+        torch.testing.assert_close(recomputed.detach(), sampled, atol=1e-4, rtol=1e-4)
+    expected = torch.stack(
+        [
+            (lp * torch.where(seg == THOUGHT, lam, 1.0)).sum()
+            for lp, seg in zip(generation.token_logprobs, generation.segment_ids, strict=True)
+        ]
+    )
+    torch.testing.assert_close(scores.logprob.detach(), expected, atol=1e-4, rtol=1e-4)
+    return expected

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from policy_scoring import assert_rows_score_as_batched, random_images, rescore
+from policy_scoring import (
+    assert_rows_score_as_batched,
+    assert_scores_match_generation,
+    random_images,
+    rescore,
+)
 
 from vlrl.models import LoraSettings, TinyConfig, load_policy
 from vlrl.models.tokenizer import IMAGE_TOKEN
@@ -60,15 +65,7 @@ def test_rescored_logprob_equals_generation_logprob(policy, temperature, top_p):
         images, PROMPTS, temperature=temperature, top_p=top_p, max_new_tokens=20, seed=3, lam=0.5
     )
     scores = rescore(policy, images, out, lam=0.5, temperature=temperature)
-    for recomputed, sampled in zip(scores.token_logprobs, out.token_logprobs, strict=True):
-        torch.testing.assert_close(recomputed.detach(), sampled, atol=1e-4, rtol=1e-4)
-    expected = torch.stack(
-        [
-            (lp * torch.where(seg == THOUGHT, 0.5, 1.0)).sum()
-            for lp, seg in zip(out.token_logprobs, out.segment_ids, strict=True)
-        ]
-    )
-    torch.testing.assert_close(scores.logprob.detach(), expected, atol=1e-4, rtol=1e-4)
+    expected = assert_scores_match_generation(scores, out, lam=0.5)
     torch.testing.assert_close(out.logprob, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(scores.values.detach(), out.values, atol=1e-5, rtol=1e-5)
     assert scores.entropy.shape == (3,) and bool((scores.entropy > 0).all())
