@@ -226,7 +226,8 @@ class GlyphAtlas:
     """Monospaced glyph masks for text drawn every step (the formula line).
 
     Every character gets a cell of the same width, so a batch of strings becomes an
-    index array [N, L] and drawing it is one gather plus one blend.
+    index array [N, L] and drawing it on a uniform background is one gather of
+    pre-blended cells (``solid_cells``).
     """
 
     def __init__(self, font_size: int, charset: str = FORMULA_CHARSET) -> None:
@@ -245,6 +246,7 @@ class GlyphAtlas:
             ImageDraw.Draw(image).text((offset, 0), char, font=font, fill=255)
             masks[i] = np.asarray(image, np.float32) / 255.0
         self.masks = masks
+        self._solid: dict[tuple, np.ndarray] = {}
 
     def solid_cells(self, background, color) -> np.ndarray:
         """Every glyph as an opaque uint8 cell [n, h, w, 3] of ``color`` on ``background``.
@@ -252,7 +254,7 @@ class GlyphAtlas:
         Where the text sits on a uniform background, drawing is then a plain gather.
         """
         key = (tuple(background), tuple(color))
-        cache = self.__dict__.setdefault("_solid", {})
+        cache = self._solid
         if key not in cache:
             a = self.masks[..., None]
             cells = np.asarray(background, np.float32) * (1 - a) + np.asarray(color, np.float32) * a
@@ -266,20 +268,6 @@ class GlyphAtlas:
             codes = [self._index.get(c, self._unknown) for c in text[:length]]
             out[row, : len(codes)] = codes
         return out
-
-    def paint(self, canvas: np.ndarray, codes: np.ndarray, top: int, left: int, color) -> None:
-        """Blend the glyph rows ``codes`` [N, L] into ``canvas`` [N, H, W, 3] at (top, left)."""
-        n, length = codes.shape
-        alpha = self.masks[codes]  # [N, L, h, w]
-        alpha = alpha.transpose(0, 2, 1, 3).reshape(n, self.cell_height, length * self.cell_width)
-        height = min(self.cell_height, canvas.shape[1] - top)
-        width = min(length * self.cell_width, canvas.shape[2] - left)
-        if height <= 0 or width <= 0:
-            return
-        a = alpha[:, :height, :width, None]
-        region = canvas[:, top : top + height, left : left + width].astype(np.float32)
-        blended = region * (1.0 - a) + np.asarray(color, np.float32) * a
-        canvas[:, top : top + height, left : left + width] = (blended + 0.5).astype(np.uint8)
 
 
 def _wrap_formula(formula: str, width: int, max_rows: int) -> list[str]:
