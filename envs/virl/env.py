@@ -316,7 +316,8 @@ class VIRLEnv(gym.Env):
         )
 
     def _observation(self) -> dict[str, Any]:
-        text = self._system_prompt(cot=True)
+        # The system prompt at the current point, built once per point (reset, _advance).
+        text = self.revision.system_prompt
         text = "".join(ch for ch in text if ch in self._charset)[:MAX_TEXT_LENGTH]
         return {"image": self._image.copy(), "text": text}
 
