@@ -27,7 +27,6 @@ import json
 import platform
 import time
 
-import numpy as np
 import torch
 from vlrl.envs.vector import CardsVectorEnv
 
@@ -306,5 +305,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()
