@@ -81,6 +81,10 @@ class GameView:
     def info(self, i: int) -> dict[str, Any]:
         raise NotImplementedError
 
+    def batch_info(self) -> dict[str, np.ndarray]:
+        """The game's ``info`` keys for the whole batch, one array over the envs per key."""
+        raise NotImplementedError
+
     def prompt(self, i: int, cot: bool) -> str:
         raise NotImplementedError
 
@@ -131,6 +135,12 @@ class NumberLineView(GameView):
 
     def info(self, i: int) -> dict[str, Any]:
         return {"target": int(self.games.target[i]), "current": int(self.games.current[i])}
+
+    def batch_info(self) -> dict[str, np.ndarray]:
+        return {
+            "target": np.asarray(self.games.target, np.int64),
+            "current": np.asarray(self.games.current, np.int64),
+        }
 
     def prompt(self, i: int, cot: bool) -> str:
         return prompts.numberline_prompt(cot)
@@ -251,6 +261,15 @@ class PointsView(GameView):
             "solvable": bool(self.games.solvable[i]),
         }
 
+    def batch_info(self) -> dict[str, np.ndarray]:
+        games = self.games
+        return {
+            "cards": np.asarray(cards.RANKS, dtype=object)[np.asarray(games.cards, np.int64)],
+            "values": np.asarray(games.values, np.int64),
+            "formula": np.array([games.formula(i) for i in range(games.num_envs)], dtype=object),
+            "solvable": np.asarray(games.solvable, bool),
+        }
+
     def prompt(self, i: int, cot: bool) -> str:
         return prompts.points_prompt(
             self.n_cards, self.games.formula(i), self.action_names, self.target, self.face_rule, cot
@@ -346,6 +365,13 @@ class BlackjackView(GameView):
             "player_sum": int(self.games.player_sum[i]),
             "dealer_showing": int(self.games.dealer_showing[i]),
             "usable_ace": bool(self.games.usable_ace[i]),
+        }
+
+    def batch_info(self) -> dict[str, np.ndarray]:
+        return {
+            "player_sum": np.asarray(self.games.player_sum, np.int64),
+            "dealer_showing": np.asarray(self.games.dealer_showing, np.int64),
+            "usable_ace": np.asarray(self.games.usable_ace, bool),
         }
 
     def prompt(self, i: int, cot: bool) -> str:

@@ -18,17 +18,8 @@ from gymnasium.spaces import Dict, Discrete, MultiDiscrete, Tuple
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from vlrl.envs.cards_env import (
-    DEFAULT_IMAGE_SIZE,
-    BlackjackView,
-    NumberLineView,
-    PointsView,
-    make_view,
-    observation_space,
-)
+from vlrl.envs.cards_env import DEFAULT_IMAGE_SIZE, make_view, observation_space
 from vlrl.envs.parsing import choose_action
-
-from vlrl import cards
 
 # Image batch arrays kept for reuse (see CardsVectorEnv._buffer).
 POOL_SIZE = 3
@@ -236,29 +227,11 @@ class CardsVectorEnv(VectorEnv):
         return {"image": self._images, "text": tuple(self._texts)}
 
     def _infos(self, finished: np.ndarray) -> dict[str, Any]:
-        games = self.games
-        view = self.view
-        infos: dict[str, Any] = {}
-        if isinstance(view, NumberLineView):
-            infos["target"] = np.asarray(games.target, np.int64)
-            infos["current"] = np.asarray(games.current, np.int64)
-        elif isinstance(view, PointsView):
-            infos["cards"] = np.asarray(cards.RANKS, dtype=object)[
-                np.asarray(games.cards, np.int64)
-            ]
-            infos["values"] = np.asarray(games.values, np.int64)
-            infos["formula"] = np.array(
-                [games.formula(i) for i in range(self.num_envs)], dtype=object
-            )
-            infos["solvable"] = np.asarray(games.solvable, bool)
-        elif isinstance(view, BlackjackView):
-            infos["player_sum"] = np.asarray(games.player_sum, np.int64)
-            infos["dealer_showing"] = np.asarray(games.dealer_showing, np.int64)
-            infos["usable_ace"] = np.asarray(games.usable_ace, bool)
+        infos: dict[str, Any] = self.view.batch_info()
         mask = self.legal_mask()
         infos["legal_mask"] = mask
         infos["legal_actions"] = self._legal_actions(mask)
-        infos["success"] = np.asarray(games.success, bool) & finished
+        infos["success"] = np.asarray(self.games.success, bool) & finished
         present = np.ones(self.num_envs, bool)
         for key in list(infos):
             infos["_" + key] = present
