@@ -201,7 +201,7 @@ class ALFWorldEnv(gym.Env):
         self._done = True
         self._image = self._blank
 
-    def _update(self, text: str, infos: dict[str, Any]) -> None:
+    def _update(self, infos: dict[str, Any]) -> None:
         self._infos = infos
         self.admissible_actions = [str(a) for a in _first(infos.get("admissible_commands"), [])]
         self._image = self._frame()
@@ -223,7 +223,7 @@ class ALFWorldEnv(gym.Env):
         self.scene, self.task = split_task(_first(observations, ""))
         self._steps = 0
         self._done = False
-        self._update(self.scene, infos)
+        self._update(infos)
         return self._observation(), self._info(False, False, None, 0.0)
 
     def step(self, action: Any):
@@ -236,7 +236,7 @@ class ALFWorldEnv(gym.Env):
         observations, _scores, dones, infos = self.game.step([played])
         self._steps += 1
         self.scene = str(_first(observations, ""))
-        self._update(self.scene, infos)
+        self._update(infos)
         won = bool(_first(infos.get("won"), False))
         progress = float(_first(infos.get("goal_condition_success_rate"), 0.0))
         reward = WIN_REWARD * won + progress - INADMISSIBLE_PENALTY * used_fallback
@@ -280,7 +280,7 @@ class ALFWorldEnv(gym.Env):
             "won": bool(won),
             "goal_condition_success_rate": float(progress),
             "admissible_actions": list(self.admissible_actions),
-            "inadmissible": bool(used_fallback) if played is not None else False,
+            "inadmissible": bool(used_fallback),
             "used_fallback": bool(used_fallback),
             "action": played,
             "feedback": self.scene,
