@@ -280,12 +280,20 @@ def route_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Route
             )
         except (TypeError, ValueError, KeyError) as error:
             raise RouteFormatError(f"{at}: bad heading or landmark ({error})") from error
-        position = raw.get("position")
+        try:
+            position = raw.get("position")
+            position = None if position is None else (float(position[0]), float(position[1]))
+            roads = tuple(wrap_degrees(float(r)) for r in raw.get("roads", []))
+            index = raw.get("instruction_index")
+            index = None if index is None else int(index)
+        except (TypeError, ValueError, IndexError, KeyError) as error:
+            raise RouteFormatError(
+                f"{at}: bad position, roads or instruction_index ({error})"
+            ) from error
         images = raw.get("images", {}) or {}
         if not isinstance(images, dict) or any(key not in (*VIEW_NAMES, "grid") for key in images):
             raise RouteFormatError(f"{at}: 'images' keys must be among {[*VIEW_NAMES, 'grid']}")
-        index = raw.get("instruction_index")
-        if index is not None and not 0 <= int(index) < len(instruction):
+        if index is not None and not 0 <= index < len(instruction):
             raise RouteFormatError(f"{at}: instruction_index {index} out of range")
         points.append(
             RoutePoint(
@@ -293,9 +301,9 @@ def route_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Route
                 action=_valid_action(_require(raw, "action", at), at),
                 intersection=bool(raw.get("intersection", False)),
                 landmarks=landmarks,
-                position=None if position is None else (float(position[0]), float(position[1])),
-                roads=tuple(wrap_degrees(float(r)) for r in raw.get("roads", [])),
-                instruction_index=None if index is None else int(index),
+                position=position,
+                roads=roads,
+                instruction_index=index,
                 observation=raw.get("observation"),
                 images={str(k): str(v) for k, v in images.items()},
             )

@@ -83,6 +83,10 @@ def test_json_round_trip_and_folder_loading(tmp_path):
         (lambda d: d["points"][0].pop("heading"), "heading"),
         (lambda d: d.update(schema="other/2"), "schema"),
         (lambda d: d["points"][0].update(images={"top": "x.png"}), "images"),
+        (lambda d: d["points"][0].update(position=[1]), "position"),
+        (lambda d: d["points"][0].update(roads=["north"]), "roads"),
+        (lambda d: d["points"][0].update(instruction_index="first"), "instruction_index"),
+        (lambda d: d["points"][0].update(instruction_index=99), "out of range"),
     ],
 )
 def test_bad_routes_are_refused_with_the_reason(mutate, message):
