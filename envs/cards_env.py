@@ -284,10 +284,8 @@ class PointsView(GameView):
             return "=", None
         allowed = set(self.action_names)
         candidates: tuple[str, ...] = (solution,)
-        if (
-            not set(formula_tokens(solution)) <= allowed
-            or formula_tokens(solution)[: len(typed)] != typed
-        ):
+        solution_tokens = formula_tokens(solution)
+        if not set(solution_tokens) <= allowed or solution_tokens[: len(typed)] != typed:
             candidates = _continuations(values, self.target, self.operators)
         for formula in candidates:
             tokens = formula_tokens(formula)
