@@ -1,0 +1,86 @@
+"""Result tables, JSON reports and the small statistics the evaluation CLIs share."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (float, np.floating)):
+        return "nan" if math.isnan(float(value)) else f"{float(value):.3f}"
+    return str(value)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A result table on stdout (floats to 3 decimals; strings as given)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"row {list(row)!r} has {len(row)} cells for {len(columns)} columns")
+        table.add_row(*(_cell(value) for value in row))
+    # A fixed width keeps the table whole when stdout is a pipe or a log file.
+    Console(width=max(100, 20 * len(columns))).print(table)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN; a missing figure reads as null
+    return value
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON atomically (temporary file, then rename)."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation coefficient; nan when either side has no spread."""
+    first = np.asarray(x, dtype=np.float64)
+    second = np.asarray(y, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(
+            f"pearson needs two equal-length 1-D sequences, got {first.shape} and {second.shape}"
+        )
+    if first.size < 2:
+        raise ValueError("pearson needs at least 2 points")
+    dx = first - first.mean()
+    dy = second - second.mean()
+    denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    if denominator == 0.0:
+        return math.nan
+    return float(np.clip(dx @ dy / denominator, -1.0, 1.0))
