@@ -1,0 +1,196 @@
+"""JudgeClient against a local fake OpenAI-compatible endpoint (http.server in a thread)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vlrl.judge import SAMPLING, JudgeClient, emt_judge_question, parse_yes_no
+
+
+class FakeEndpoint:
+    """Answers each POST with the next scripted (status, reply text | raw body, delay)."""
+
+    def __init__(self):
+        self.script: list[tuple[int, str, float]] = []
+        self.requests: list[dict] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                endpoint.requests.append(
+                    {"path": self.path, "body": body, "headers": dict(self.headers)}
+                )
+                status, text, delay = (
+                    endpoint.script.pop(0) if endpoint.script else (200, "yes", 0.0)
+                )
+                time.sleep(delay)
+                if status == 200 and not text.startswith("RAW:"):
+                    payload = json.dumps(
+                        {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                    ).encode()
+                else:
+                    payload = text.removeprefix("RAW:").encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.block_on_close = False  # a handler still sleeping must not hold teardown
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint():
+    fake = FakeEndpoint()
+    yield fake
+    fake.close()
+
+
+def client_for(endpoint, sleeps=None, **kwargs):
+    recorded = sleeps if sleeps is not None else []
+    return JudgeClient(endpoint.base_url, "judge-model", sleep=recorded.append, **kwargs)
+
+
+def test_request_body_and_yes_no(endpoint, monkeypatch):
+    monkeypatch.setenv("VLRL_TEST_JUDGE_KEY", "sekret")
+    endpoint.script = [(200, "Yes.", 0.0), (200, "no, because it is a frog", 0.0)]
+    client = client_for(endpoint, api_key_env="VLRL_TEST_JUDGE_KEY")
+    assert client.judge("bird", "The object in the image is a large black bird.") is True
+    assert client.judge("airplane", "The object in the image is a frog.") is False
+    first = endpoint.requests[0]
+    assert first["path"] == "/v1/chat/completions"
+    assert first["headers"]["Authorization"] == "Bearer sekret"
+    body = first["body"]
+    assert body["model"] == "judge-model"
+    assert {key: body[key] for key in SAMPLING} == SAMPLING
+    assert body["temperature"] == 0.2 and body["max_tokens"] == 64
+    [message] = body["messages"]
+    assert message["role"] == "user"
+    assert message["content"] == emt_judge_question(
+        "bird", "The object in the image is a large black bird."
+    )
+    assert client.counts() == {"asked": 2, "unparsed": 0, "failed": 0, "last_error": None}
+
+
+def test_no_key_sends_no_authorization(endpoint, monkeypatch):
+    monkeypatch.delenv("VLRL_TEST_JUDGE_KEY", raising=False)
+    client = client_for(endpoint, api_key_env="VLRL_TEST_JUDGE_KEY")
+    assert client.ask_yes_no("?") is True
+    assert "Authorization" not in endpoint.requests[0]["headers"]
+
+
+def test_full_url_is_used_as_given(endpoint):
+    client = JudgeClient(endpoint.base_url + "/chat/completions/", "m")
+    assert client.ask_yes_no("?") is True
+    assert endpoint.requests[0]["path"] == "/v1/chat/completions"
+
+
+def test_garbage_reply_is_none_and_counted(endpoint):
+    endpoint.script = [(200, "Maybe, hard to say.", 0.0), (200, "", 0.0)]
+    client = client_for(endpoint)
+    assert client.ask_yes_no("?") is None
+    assert client.ask_yes_no("?") is None
+    assert client.unparsed == 2 and client.failed == 0
+    assert client.last_reply == ""
+
+
+def test_server_errors_are_retried_with_backoff(endpoint):
+    endpoint.script = [(500, "RAW:boom", 0.0), (503, "RAW:busy", 0.0), (200, "YES", 0.0)]
+    sleeps = []
+    client = client_for(endpoint, sleeps, retries=3, backoff_s=0.5)
+    assert client.ask_yes_no("?") is True
+    assert len(endpoint.requests) == 3
+    assert sleeps == [0.5, 1.0]
+    assert client.failed == 0
+
+
+def test_endpoint_that_keeps_failing_gives_none(endpoint):
+    endpoint.script = [(500, "RAW:boom", 0.0)] * 5
+    sleeps = []
+    client = client_for(endpoint, sleeps, retries=2, backoff_s=0.1)
+    assert client.ask_yes_no("?") is None
+    assert len(endpoint.requests) == 3  # one try and two retries
+    assert sleeps == [0.1, 0.2]
+    assert client.failed == 1 and client.unparsed == 0
+    assert "HTTP 500" in client.last_error and "boom" in client.last_error
+
+
+def test_client_errors_are_not_retried(endpoint):
+    endpoint.script = [(401, 'RAW:{"error": "bad key"}', 0.0)]
+    client = client_for(endpoint, retries=3)
+    assert client.ask_yes_no("?") is None
+    assert len(endpoint.requests) == 1
+    assert "HTTP 401" in client.last_error
+
+
+def test_malformed_completion_is_a_failure(endpoint):
+    endpoint.script = [(200, 'RAW:{"choices": []}', 0.0)]
+    client = client_for(endpoint, retries=3)
+    assert client.ask_yes_no("?") is None
+    assert len(endpoint.requests) == 1 and client.failed == 1
+    assert "unexpected reply" in client.last_error
+
+
+def test_timeout_is_retried(endpoint):
+    endpoint.script = [(200, "yes", 1.0), (200, "no", 0.0)]
+    sleeps = []
+    client = client_for(endpoint, sleeps, timeout_s=0.2, retries=1)
+    assert client.ask_yes_no("?") is False
+    assert len(sleeps) == 1
+    assert client.failed == 0
+
+
+def test_unreachable_endpoint_gives_none():
+    client = JudgeClient("http://127.0.0.1:9/v1", "m", retries=1, sleep=lambda s: None)
+    assert client.ask_yes_no("?") is None
+    assert client.failed == 1 and "cannot reach" in client.last_error
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("Yes.", True),
+        ("yes", True),
+        ("  **Yes**, it is a bird.", True),
+        ("no, because the label is a horse", False),
+        ("No.", False),
+        ("<think>The label is 4 and the answer says four.</think>\nYes", True),
+        ("Yesterday", None),
+        ("The answer is yes.", None),
+        ("Nope", None),
+        ("", None),
+        ("...", None),
+    ],
+)
+def test_parse_yes_no(reply, verdict):
+    assert parse_yes_no(reply) is verdict
+
+
+def test_bad_settings_are_errors():
+    with pytest.raises(ValueError, match="http"):
+        JudgeClient("localhost:8000", "m")
+    with pytest.raises(ValueError, match="model"):
+        JudgeClient("http://localhost:8000/v1", "")
