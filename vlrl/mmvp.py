@@ -506,10 +506,11 @@ def match_option(response: str, options: Mapping[str, str]) -> OptionMatch:
 
     Rules, first decisive one wins:
 
-    1. A stated label: "Answer: (b)", "The answer is b.", "Option B", "choice (2)", a reply
-       that is only a label ("b", "(B)", "B."), or starts with one ("B. Closed", "b) ...").
-       A bare "a" inside a sentence is an article, never a label.
-    2. A label in parentheses anywhere ("... so (b)") or as "b)".
+    1. A stated label: "Answer: (b)", "The answer is b.", "Option B", "choice (2)", or a
+       reply that is only a label ("b", "(B)", "B."). A bare "a" inside a sentence is an
+       article, never a label.
+    2. A label mentioned: in parentheses anywhere ("... so (b)"), as "b)", or leading the
+       reply ("B. Closed"). An echo of the options ("(a) Open (b) Closed") names both.
     3. The option's own words (whole words, case and punctuation ignored, plurals and
        number words as in :mod:`vlrl.label_match`; the longer of two overlapping option
        texts wins): "Closed" or "The wings are closed." chooses the option "Closed".
@@ -519,11 +520,13 @@ def match_option(response: str, options: Mapping[str, str]) -> OptionMatch:
     """
     text = response.casefold()
     labels = {label.casefold(): option for label, option in options.items()}
-    tiers = [_labels_in(_STATED, text, labels)]
-    whole = _WHOLE.match(text) or _LEADING.match(text)
-    if whole and whole.group(1) in labels and whole.group(1) not in tiers[0]:
-        tiers[0].append(whole.group(1))
-    tiers.append(_labels_in(_ANYWHERE, text, labels))
+    stated = _labels_in(_STATED, text, labels)
+    mentioned = _labels_in(_ANYWHERE, text, labels)
+    for pattern, tier in ((_WHOLE, stated), (_LEADING, mentioned)):
+        start = pattern.match(text)
+        if start and start.group(1) in labels and start.group(1) not in tier:
+            tier.insert(0, start.group(1))
+    tiers = [stated, mentioned]
     for found in tiers:
         if len(found) == 1:
             return OptionMatch("option", found[0], tuple(found), "letter")
@@ -1025,9 +1028,12 @@ def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
         judge = JudgeClient(args.judge_url, args.judge_model, api_key_env=args.judge_key_env)
     from vlrl.models import load_policy
 
-    policy = load_policy(
-        args.model, value_head=False, dtype=args.dtype, device=args.device, seed=args.seed
-    )
+    try:
+        policy = load_policy(
+            args.model, value_head=False, dtype=args.dtype, device=args.device, seed=args.seed
+        )
+    except ValueError as error:  # a folder holding an unsupported model
+        raise MMVPDataError(f"--model {args.model}: {error}") from None
     payload = evaluate_mllm(
         questions,
         policy,
@@ -1114,7 +1120,10 @@ def _run_vlm(args: argparse.Namespace) -> dict[str, Any]:
         pairs = pairs[: args.limit]
     from vlrl.encoders import ImageTextEncoder
 
-    encoder = ImageTextEncoder.load(args.clip, device=args.device, dtype=args.dtype)
+    try:
+        encoder = ImageTextEncoder.load(args.clip, device=args.device, dtype=args.dtype)
+    except ValueError as error:  # a folder holding some other kind of model
+        raise MMVPDataError(f"--clip {args.clip}: {error}") from None
     payload = evaluate_vlm(pairs, encoder, batch_size=args.batch_size)
     payload["clip"] = str(Path(args.clip).expanduser())
     payload["data"] = str(Path(args.data).expanduser())
