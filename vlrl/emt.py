@@ -41,6 +41,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,6 +270,22 @@ def _zero_shot(encoder, dataset: EmtDataset, template: str, progress=None) -> tu
     }
 
 
+def _judge_all(judge, labels, outputs, workers: int, done) -> list[bool | None]:
+    """One verdict per output, in order; requests overlap across ``workers`` threads
+    because a remote judge spends its time waiting on the network."""
+
+    def ask(pair: tuple[str, str]) -> bool | None:
+        verdict = judge.judge(*pair)
+        done()
+        return verdict
+
+    pairs = list(zip(labels, outputs, strict=True))
+    if workers <= 1:
+        return [ask(pair) for pair in pairs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(ask, pairs))
+
+
 def run_emt(
     policy,
     datasets: Sequence[EmtDataset],
@@ -284,21 +301,24 @@ def run_emt(
     judge=None,
     zero_shot_encoder=None,
     zero_shot_template: str | None = None,
+    judge_workers: int = 4,
     console=None,
 ) -> dict:
     """Generate, score and summarise; returns the report payload (``summary`` per dataset
     and one ``records`` entry per image). ``policy`` is a :class:`vlrl.models.VLMPolicy`
     (anything with ``generate(images, prompts, ...) -> .texts``); ``embedder`` a
     :class:`vlrl.encoders.TextEmbedder` or None; ``judge`` a :class:`vlrl.judge.JudgeClient`
-    or None; ``zero_shot_encoder`` a :class:`vlrl.encoders.ImageTextEncoder` or None."""
+    or None (asked from ``judge_workers`` threads at once); ``zero_shot_encoder`` a
+    :class:`vlrl.encoders.ImageTextEncoder` or None; ``console`` a
+    :class:`vlrl.train.Console` for the progress bar, or None."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     summaries: dict[str, dict] = {}
     records: list[dict] = []
     bar, task = (None, None)
     if console is not None:
-        steps = sum(len(d.folder) for d in datasets) * (2 if zero_shot_encoder else 1)
-        bar, task = console.progress("EMT", steps)
+        passes = 1 + (zero_shot_encoder is not None) + (judge is not None)
+        bar, task = console.progress("EMT", sum(len(d.folder) for d in datasets) * passes)
 
     def advance(count: int, note: str) -> None:
         if bar is not None:
@@ -321,6 +341,7 @@ def run_emt(
                 )
                 outputs.extend(text.strip() for text in generation.texts)
                 advance(len(images), f"{dataset.name}: generating")
+            truths = [dataset.labels[label] for _, label in dataset.folder.samples]
 
             embedded = None
             phrases = None
@@ -328,6 +349,16 @@ def run_emt(
                 scorer = EmbeddingScorer(embedder, dataset.labels, label_template)
                 phrases = scorer.phrases
                 embedded = scorer.predict(outputs)
+
+            verdicts = None
+            if judge is not None:
+                verdicts = _judge_all(
+                    judge,
+                    truths,
+                    outputs,
+                    judge_workers,
+                    lambda name=dataset.name: advance(1, f"{name}: judging"),
+                )
 
             zero_shot_predictions, zero_shot = None, None
             if zero_shot_encoder is not None:
@@ -365,9 +396,8 @@ def run_emt(
                         "similarity": similarity,
                         "correct": predicted == label_index,
                     }
-                if judge is not None:
-                    record["judge"] = {"verdict": judge.judge(dataset.labels[label_index], output)}
-                    advance(0, f"{dataset.name}: judging {i + 1}/{len(outputs)}")
+                if verdicts is not None:
+                    record["judge"] = {"verdict": verdicts[i]}
                 if zero_shot_predictions is not None:
                     predicted = zero_shot_predictions[i]
                     record["zero_shot"] = {
@@ -518,6 +548,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge-timeout", type=float, default=30.0)
     parser.add_argument("--judge-retries", type=int, default=3)
     parser.add_argument(
+        "--judge-workers", type=int, default=4, help="judge requests in flight at once"
+    )
+    parser.add_argument(
         "--zero-shot-clip", default=None, help="local CLIP-style folder for zero-shot accuracy"
     )
     parser.add_argument(
@@ -533,7 +566,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_embedder(choice: str | None):
+def _load_embedder(choice: str | None, device: str):
     if choice is not None and choice.lower() == "none":
         return None
     from vlrl.encoders import TextEmbedder, default_text_embedder_path
@@ -547,8 +580,8 @@ def _load_embedder(choice: str | None):
                 file=sys.stderr,
             )
             return None
-        return TextEmbedder.load(path)
-    return TextEmbedder.load(choice)
+        return TextEmbedder.load(path, device=device)
+    return TextEmbedder.load(choice, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -591,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(
             args.model, dtype=args.dtype, device=args.device, seed=args.seed, value_head=False
         )
-        embedder = _load_embedder(args.text_embedder)
+        embedder = _load_embedder(args.text_embedder, args.device)
         zero_shot_encoder = None
         if args.zero_shot_clip:
             from vlrl.encoders import ImageTextEncoder
@@ -626,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         judge=judge,
         zero_shot_encoder=zero_shot_encoder,
         zero_shot_template=args.zero_shot_template,
+        judge_workers=args.judge_workers,
         console=None if args.quiet else Console(True),
     )
     payload["config"] = {

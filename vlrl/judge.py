@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -110,6 +111,7 @@ class JudgeClient:
         self.failed = 0
         self.last_error: str | None = None
         self.last_reply: str | None = None
+        self._lock = threading.Lock()  # the tallies are shared when asked from threads
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -162,16 +164,16 @@ class JudgeClient:
 
     def ask_yes_no(self, question: str) -> bool | None:
         """Ask one question; True / False for a yes / no reply, None otherwise (counted in
-        ``unparsed`` or ``failed``)."""
-        self.asked += 1
+        ``unparsed`` or ``failed``). Safe to call from several threads at once."""
         reply = self.complete(question)
-        self.last_reply = reply
-        if reply is None:
-            self.failed += 1
-            return None
-        verdict = parse_yes_no(reply)
-        if verdict is None:
-            self.unparsed += 1
+        verdict = None if reply is None else parse_yes_no(reply)
+        with self._lock:
+            self.asked += 1
+            self.last_reply = reply
+            if reply is None:
+                self.failed += 1
+            elif verdict is None:
+                self.unparsed += 1
         return verdict
 
     def judge(self, label: str, prediction: str) -> bool | None:

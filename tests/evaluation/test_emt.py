@@ -199,7 +199,8 @@ def judge_responder(body):
     return 200, ("Yes." if label in answer else "No, it names something else."), 0.0
 
 
-def test_run_emt_scores_each_output_three_ways(tmp_path):
+@pytest.mark.parametrize("judge_workers", [1, 4])
+def test_run_emt_scores_each_output_three_ways(tmp_path, judge_workers):
     root = make_image_folder(tmp_path / "cifar", ["airplane", "automobile", "bird"], 2)
     dataset = open_dataset("mini-cifar", str(root))
     policy = ScriptedPolicy(REPLIES)
@@ -216,6 +217,7 @@ def test_run_emt_scores_each_output_three_ways(tmp_path):
             seed=3,
             embedder=embedder,
             judge=judge,
+            judge_workers=judge_workers,
         )
     finally:
         endpoint.close()
