@@ -983,9 +983,11 @@ def correlate_payloads(
                 f"{name}: not an MMVP (MLLM) result (`python -m vlrl.mmvp mllm`), got kind "
                 f"{payload.get('kind')!r}"
             )
-        shared, clip_values, mllm_values, left_out = align_patterns(
-            clip, pattern_accuracies(payload, scorer)
-        )
+        try:
+            scores = pattern_accuracies(payload, scorer)
+        except MMVPDataError as error:
+            raise MMVPDataError(f"{name}: {error}") from None
+        shared, clip_values, mllm_values, left_out = align_patterns(clip, scores)
         if len(shared) < 2:
             raise MMVPDataError(
                 f"{name}: only {len(shared)} pattern(s) scored on both sides "
@@ -1093,9 +1095,18 @@ def _print_mllm(payload: Mapping[str, Any]) -> None:
     )
     grades = scores["match"]["grades"]
     print_table("MMVP: option matcher outcomes", list(grades), [list(grades.values())])
+    if "judge" in scores:
+        counts = payload.get("judge_counts", {})
+        print(
+            f"judge: {scores['judge']['unclear']} of {scores['judge']['questions']} verdicts "
+            f"unclear (counted wrong); {counts.get('failed', 0)} requests failed"
+            + (f" (last error: {counts['last_error']})" if counts.get("last_error") else "")
+        )
     if not payload["patterns_labelled"]:
-        print("no pattern labels given (a Pattern/Type/Category column or --patterns FILE): ")
-        print("per-pattern scores skipped, overall scores above")
+        print(
+            "no pattern labels given (no Pattern/Type/Category column, no --patterns FILE): "
+            "per-pattern scores skipped"
+        )
         return
     names = list(scores)
     patterns = list(scores["match"]["per_pattern"])

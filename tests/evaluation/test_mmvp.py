@@ -50,9 +50,12 @@ RELEASE_FOLDERS = (
 )
 
 
-def _image(path: Path, colour: str = "red", size: int = 12) -> None:
+def _image(path: Path, colour: str = "red", seed: int = 0) -> None:
+    """A small image of one colour with seeded noise, so that every image differs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (size, size + 4), COLOURS[colour]).save(path)
+    noise = np.random.default_rng(seed).integers(-25, 26, size=(16, 12, 3))
+    pixels = np.clip(np.array(COLOURS[colour]) + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
 
 
 def write_mmvp(
@@ -68,11 +71,12 @@ def write_mmvp(
     rows = []
     for index in range(1, 2 * pairs + 1):
         answer = "(a)" if index % 2 else "(b)"
-        row = [str(index), "Is the door open or closed?", "(a) Open (b) Closed", answer]
+        question = f"Is door {(index + 1) // 2} open or closed?"
+        row = [str(index), question, "(a) Open (b) Closed", answer]
         if pattern_column is not None:
             row.append(pattern_column[index - 1])
         rows.append(row)
-        _image(root / image_folder / f"{index}.jpg", "red" if index % 2 else "blue")
+        _image(root / image_folder / f"{index}.jpg", "red" if index % 2 else "blue", index)
     columns = list(header) + (["Pattern"] if pattern_column is not None else [])
     with open(root / "Questions.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([columns, *rows])
@@ -89,13 +93,13 @@ def write_mmvp_vlm(root: Path, pairs_per_pattern: int = 2, swapped: set[int] = f
         for _ in range(pairs_per_pattern):
             pair = qid // 2 + 1
             colours = ["red", "blue"]
-            statements = ["the red thing", "the blue thing"]
+            statements = [f"the red thing, {folder.lower()} {pair}", f"the blue thing {pair}"]
             if pair in swapped:
                 statements.reverse()
             for colour, statement in zip(colours, statements, strict=True):
                 qid += 1
                 rows.append([str(qid), folder, statement])
-                _image(root / "MLLM_VLM Images" / folder / f"{qid}.jpg", colour)
+                _image(root / "MLLM_VLM Images" / folder / f"{qid}.jpg", colour, qid)
     with open(root / "Questions.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(rows)
     return root
@@ -260,7 +264,7 @@ def test_read_mmvp(tmp_path, image_folder):
     questions = read_mmvp(root)
     assert [q.index for q in questions] == [1, 2, 3, 4]
     assert [q.pair for q in questions] == [1, 1, 2, 2]
-    assert questions[0].prompt == "Is the door open or closed? (a) Open (b) Closed"
+    assert questions[2].prompt == "Is door 2 open or closed? (a) Open (b) Closed"
     assert questions[0].options == {"a": "Open", "b": "Closed"}
     assert [q.answer for q in questions] == ["a", "b", "a", "b"]
     assert questions[1].image == root / image_folder / "2.jpg"
@@ -353,7 +357,7 @@ def test_read_mmvp_vlm_release_layout(tmp_path):
     assert [p.pattern for p in pairs[::2]] == list(PATTERNS)
     first = pairs[0]
     assert first.ids == (1, 2) and first.pair == 1
-    assert first.statements == ("the red thing", "the blue thing")
+    assert first.statements == ("the red thing, orientation and direction 1", "the blue thing 1")
     assert first.images[1] == root / "MLLM_VLM Images" / "Orientation and Direction" / "2.jpg"
     assert pairs[-1].pattern == "Viewpoint and Perspective" and pairs[-1].ids == (35, 36)
 
@@ -363,7 +367,11 @@ def test_mmvp_vlm_reader_errors(tmp_path):
         read_mmvp_vlm(tmp_path / "absent")
 
     four = write_mmvp_vlm(tmp_path / "four", pairs_per_pattern=1)
-    text = (four / "Questions.csv").read_text().replace("the red thing", "the red thing,extra", 1)
+    text = (
+        (four / "Questions.csv")
+        .read_text()
+        .replace("the blue thing 1", "the blue thing 1,extra", 1)
+    )
     (four / "Questions.csv").write_text(text)
     with pytest.raises(MMVPDataError, match="4 cells, not 3.*question id, type"):
         read_mmvp_vlm(four)
@@ -539,14 +547,15 @@ def test_align_patterns_and_too_few_shared_patterns():
 # ----------------------------------------------------------------------------- CLIs
 
 
-class _YesEndpoint:
-    """A local OpenAI-compatible endpoint that always answers "Yes."."""
+class _JudgeEndpoint:
+    """A local OpenAI-compatible endpoint: "No." to questions about door 3, else "Yes."."""
 
     def __enter__(self):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
-                self.rfile.read(int(self.headers["Content-Length"]))
-                body = json.dumps({"choices": [{"message": {"content": "Yes."}}]}).encode()
+                request = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                verdict = "No." if "door 3 " in request else "Yes."
+                body = json.dumps({"choices": [{"message": {"content": verdict}}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -570,7 +579,7 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
     patterns = ["Text", "Text", "Color and Appearance", "Color and Appearance", "State", "State"]
     mmvp = write_mmvp(tmp_path / "mmvp", pairs=4, pattern_column=patterns + ["Count"] * 2)
     mllm_out = tmp_path / "out" / "mllm.json"
-    with _YesEndpoint() as url:
+    with _JudgeEndpoint() as url:
         status = main(
             ["mllm", "--data", str(mmvp), "--model", "tiny", "--limit", "3", "--batch-size", "4"]
             + ["--max-new-tokens", "6", "--judge-url", url, "--judge-model", "m"]
@@ -592,10 +601,11 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
         assert sum(e["pairs"] for e in per_pattern.values()) == 3
         assert sum(e["correct_pairs"] for e in per_pattern.values()) == scores["correct_pairs"]
     assert sum(mllm["scores"]["match"]["grades"].values()) == 6
-    assert mllm["scores"]["judge"]["correct_pairs"] == 3  # the endpoint says yes to all
+    judged = mllm["scores"]["judge"]["per_pattern"]  # the endpoint says no to pair 3 only
+    assert [judged[p]["accuracy"] for p in judged] == [0.0, 1.0, 1.0]
     assert mllm["judge_counts"]["asked"] == 6
 
-    vlm_root = write_mmvp_vlm(tmp_path / "vlm", pairs_per_pattern=1)
+    vlm_root = write_mmvp_vlm(tmp_path / "vlm", pairs_per_pattern=2)
     vlm_out = tmp_path / "out" / "vlm.json"
     status = main(
         ["vlm", "--data", str(vlm_root), "--clip", str(tiny_clip_dir), "--out", str(vlm_out)]
@@ -604,7 +614,7 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
     vlm = json.loads(vlm_out.read_text())
     printed = capsys.readouterr().out
     assert "MMVP-VLM" in printed and "average over patterns" in printed
-    assert vlm["pairs"] == 9 and list(vlm["per_pattern"]) == list(PATTERNS)
+    assert vlm["pairs"] == 18 and list(vlm["per_pattern"]) == list(PATTERNS)
     assert vlm["correct_pairs"] == sum(r["correct"] for r in vlm["records"])
     assert vlm["average"] == pytest.approx(
         np.mean([e["accuracy"] for e in vlm["per_pattern"].values()])
@@ -614,18 +624,19 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
 
     corr_out = tmp_path / "out" / "corr.json"
     status = main(
-        ["correlate", str(vlm_out), str(mllm_out), "--scorer", "match", "--out", str(corr_out)]
+        ["correlate", str(vlm_out), str(mllm_out), "--scorer", "judge", "--out", str(corr_out)]
     )
     assert status == 0
     corr = json.loads(corr_out.read_text())["results"][0]
     assert corr["patterns"] == ["State and Condition", "Color and Appearance", "Text"]
     assert corr["left_out_clip_only"] == [p for p in PATTERNS if p not in corr["patterns"]]
     clip = [vlm["per_pattern"][p]["accuracy"] for p in corr["patterns"]]
-    model = [mllm["scores"]["match"]["per_pattern"][p]["accuracy"] for p in corr["patterns"]]
-    if np.std(clip) > 0 and np.std(model) > 0:
+    model = [judged[p]["accuracy"] for p in corr["patterns"]]
+    assert corr["mllm"] == model and corr["clip"] == clip
+    if np.std(clip) > 0:
         assert corr["pearson"] == pytest.approx(np.corrcoef(clip, model)[0, 1])
-    else:
-        assert corr["pearson"] is None  # no spread on one side: written as null
+    else:  # the random CLIP scored these patterns alike: no correlation, written as null
+        assert corr["pearson"] is None
     assert "Pearson correlation" in capsys.readouterr().out
 
 
