@@ -51,7 +51,6 @@ from vlrl.image_folders import (
     IMAGE_FOLDER_LAYOUT,
     ImageFolder,
     export_sklearn_digits,
-    label_text,
 )
 from vlrl.label_match import OUTCOMES, LabelMatcher, load_synonyms, normalize_text
 
@@ -95,9 +94,15 @@ def _with_article(label: str) -> str:
 
 def label_phrase(label: str, kind: str, template: str = DEFAULT_LABEL_TEMPLATE) -> str:
     """The text embedded for a label: ``template`` with ``{label}`` (an article is added
-    before object labels: "an airplane"), ``{bare}`` (the label alone) and ``{kind}``."""
+    before object labels: "an airplane"), ``{bare}`` (the label alone) and ``{kind}``.
+    A template with other fields is a ValueError."""
     spoken = label if kind == "number" else _with_article(label)
-    return template.format(label=spoken, bare=label, kind=kind)
+    try:
+        return template.format(label=spoken, bare=label, kind=kind)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"label template {template!r} may only use {{label}}, {{bare}} and {{kind}} ({error!r})"
+        ) from None
 
 
 class EmbeddingScorer:
@@ -191,11 +196,7 @@ def open_dataset(
                 f"{IMAGE_FOLDER_LAYOUT}, or the built-in {SKLEARN_DIGITS!r}"
             )
     folder = ImageFolder.open(root, max_per_class=limit, seed=seed)
-    return EmtDataset(name, folder, [label_text(name) for name in folder.classes])
-
-
-def _count(records: list[dict], key: str, field: str) -> Counter:
-    return Counter(record[key][field] for record in records if record.get(key) is not None)
+    return EmtDataset(name, folder, folder.labels)
 
 
 def _summary(
@@ -207,7 +208,7 @@ def _summary(
     zero_shot: dict | None,
 ) -> dict:
     total = len(records)
-    outcomes = _count(records, "label_match", "outcome")
+    outcomes = Counter(record["label_match"]["outcome"] for record in records)
     summary: dict = {
         "root": str(dataset.folder.root),
         "classes": dataset.labels,
@@ -313,6 +314,10 @@ def run_emt(
     :class:`vlrl.train.Console` for the progress bar, or None."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    # Bad templates fail here, not after the generation they would waste.
+    label_phrase("label", "object", label_template)
+    if zero_shot_template is not None and "{}" not in zero_shot_template:
+        raise ValueError(f"the zero-shot template needs {{}} for the label: {zero_shot_template!r}")
     summaries: dict[str, dict] = {}
     records: list[dict] = []
     bar, task = (None, None)
@@ -604,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in specs
         ]
         synonyms = load_synonyms(args.synonyms) if args.synonyms else None
+        label_phrase("label", "object", args.label_template)
+        if args.zero_shot_template is not None and "{}" not in args.zero_shot_template:
+            raise ValueError(f"--zero-shot-template needs {{}}: {args.zero_shot_template!r}")
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

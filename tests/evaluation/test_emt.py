@@ -402,3 +402,9 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     root = make_image_folder(tmp_path / "d", ["a", "b"], 1)
     assert main(["--data", f"x={root}", "--data", f"x={root}"]) == 2
     assert "must differ" in capsys.readouterr().err
+    assert main(["--data", f"x={root}", "--label-template", "{colour}"]) == 2
+    assert "{label}, {bare} and {kind}" in capsys.readouterr().err
+    assert main(["--data", f"x={root}", "--zero-shot-template", "a photo"]) == 2
+    assert "needs {}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="label template"):
+        run_emt(ScriptedPolicy([]), [open_dataset("x", str(root))], label_template="{0}")
