@@ -35,6 +35,8 @@ DEFAULT_BLOCK_SIZE = 2048
 DEFAULT_SHEET_MAX = 24
 SHEET_THUMBNAIL = 128
 SHEET_COLUMNS = 3
+# Light grey, so white image borders stay visible on the sheet.
+SHEET_BACKGROUND = (225, 225, 225)
 TABLE_ROWS = 20
 
 
@@ -133,13 +135,13 @@ def mine_pairs(
 
 
 def _thumbnail(path: Path, size: int) -> Image.Image:
-    """The image scaled to fit a white ``size`` square (small images enlarged pixel-sharp)."""
+    """The image scaled to fit a grey ``size`` square (small images enlarged pixel-sharp)."""
     picture = Image.fromarray(load_rgb(path))
     scale = size / max(picture.width, picture.height)
     resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BICUBIC
     fitted = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
     picture = picture.resize(fitted, resample)
-    tile = Image.new("RGB", (size, size), (255, 255, 255))
+    tile = Image.new("RGB", (size, size), SHEET_BACKGROUND)
     tile.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
     return tile
 
@@ -160,7 +162,7 @@ def save_contact_sheet(
     cell_height = thumbnail + caption + 2 * margin
     columns = max(1, min(columns, len(pairs)))
     rows = (len(pairs) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), (255, 255, 255))
+    sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), SHEET_BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for index, pair in enumerate(pairs):
         left = (index % columns) * cell_width
