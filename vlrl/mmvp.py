@@ -33,7 +33,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ from vlrl.label_match import LabelMatcher, normalize_text
 from vlrl.reporting import pearson, print_table, write_json
 
 __all__ = [
+    "GRADES",
     "MMVP_LAYOUT",
     "MMVP_VLM_LAYOUT",
     "PATTERNS",
@@ -135,6 +136,13 @@ def canonical_pattern(name: str) -> str:
             "'Texts' are accepted too)"
         )
     return canonical
+
+
+def _pattern_at(name: str, where: str) -> str:
+    try:
+        return canonical_pattern(name)
+    except MMVPDataError as error:
+        raise MMVPDataError(f"{where}: {error}") from None
 
 
 def _ordered(patterns: Iterable[str]) -> list[str]:
@@ -394,7 +402,7 @@ def read_mmvp(folder: str | Path, patterns_file: str | Path | None = None) -> li
         if file_labels is not None:
             pattern = file_labels.get(index)
         elif pattern_column is not None and row[pattern_column].strip():
-            pattern = canonical_pattern(row[pattern_column])
+            pattern = _pattern_at(row[pattern_column], where)
         image = _find_image(image_dir, str(index))
         if image is None:
             missing_images.append(f"{image_dir.name}/{index}.jpg")
@@ -449,21 +457,22 @@ def _spread_pair_patterns(questions: list[MMVPQuestion]) -> list[MMVPQuestion]:
             f"pattern labels cover {len(by_pair)} of {len(pairs)} pairs; unlabelled pairs "
             f"{unlabelled[:10]}{' ...' if len(unlabelled) > 10 else ''} (label every pair or none)"
         )
-    return [
-        MMVPQuestion(**{**q.__dict__, "pattern": by_pair.get(q.pair)}) if by_pair else q
-        for q in questions
-    ]
+    if not by_pair:
+        return questions
+    return [replace(q, pattern=by_pair[q.pair]) for q in questions]
 
 
 # ----------------------------------------------------------------------------- option matcher
 
-OPTION_OUTCOMES = ("option", "ambiguous", "no_option")
 GRADES = ("correct", "wrong", "ambiguous", "no_option")
 
 # Forms that state a choice: "Answer: (b)", "the answer is b.", "Option B", "choice 2".
+# After "option"/"choice" a letter is a label ("Option B is right"); after "answer", or a
+# verb, only a parenthesised one or one that ends the phrase ("the answer is a." but not
+# "the answer is a closed door").
 _STATED = re.compile(
     r"\b(?:option|choice)\b\s*[:#]?\s*\(?\s*([a-z0-9])\b"
-    r"|\banswer\b(?:\s+(?:is|would\s+be|will\s+be))?\s*[:\-]?\s*"
+    r"|\b(?:option|choice|answer)\b(?:\s+(?:is|would\s+be|will\s+be))?\s*[:\-]?\s*"
     r"(?:\(\s*([a-z0-9])\s*\)|([a-z0-9])(?=\s*(?:$|[.,;:!?)])))"
 )
 # The whole reply is a label ("b", "(b)", "B."), or starts with one: "B. Closed", "b) ...".
@@ -682,7 +691,7 @@ def read_mmvp_vlm(folder: str | Path) -> list[VLMPair]:
             raise MMVPDataError(
                 f"{where}: question id {raw_id!r} is not an integer; expected {MMVP_VLM_LAYOUT}"
             ) from None
-        pattern = canonical_pattern(raw_type)
+        pattern = _pattern_at(raw_type, where)
         if not statement:
             raise MMVPDataError(f"{where}: empty statement")
         type_dir = image_dir / raw_type

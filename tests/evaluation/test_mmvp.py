@@ -171,6 +171,8 @@ OPEN_CLOSED = {"a": "Open", "b": "Closed"}
         ("option (b) is right", "option", "b"),
         ("Answer: (b)", "option", "b"),
         ("The answer is b.", "option", "b"),
+        ("The correct option is b", "option", "b"),
+        ("the correct choice is (b).", "option", "b"),
         ("B. Closed", "option", "b"),
         ("b) the wings are closed", "option", "b"),
         ("Closed", "option", "b"),
@@ -179,6 +181,7 @@ OPEN_CLOSED = {"a": "Open", "b": "Closed"}
         # "a" as an article is not a label, and the option text decides
         ("A closed door.", "option", "b"),
         ("The answer is a closed door", "option", "b"),
+        ("The correct option is a closed door.", "option", "b"),
         # an explicit label beats the words around it
         ("(a) Open (b) Closed. Answer: (b)", "option", "b"),
         # both options named: ambiguous, never a guess
@@ -330,6 +333,10 @@ def test_mmvp_reader_errors_name_the_expected_layout(tmp_path):
     mixed = write_mmvp(tmp_path / "mixed", pairs=2, pattern_column=["Text", "Count", "", ""])
     with pytest.raises(MMVPDataError, match="pair 1 .* has two patterns"):
         read_mmvp(mixed)
+
+    unknown = write_mmvp(tmp_path / "unknown", pairs=1, pattern_column=["Smell", "Smell"])
+    with pytest.raises(MMVPDataError, match="line 2: unknown visual pattern 'Smell'"):
+        read_mmvp(unknown)
 
     partial = write_mmvp(tmp_path / "partial", pairs=2, pattern_column=["Text", "", "", ""])
     with pytest.raises(MMVPDataError, match=r"cover 1 of 2 pairs; unlabelled pairs \[2\]"):
