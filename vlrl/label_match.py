@@ -30,8 +30,9 @@ Rules, in order:
    still one label).
 
 Known limits, by design: negation is not parsed ("not a cat but a dog" names two labels),
-and word sense is not resolved ("a fish in a tank" names CIFAR-100's ``tank``). The
-embedding and judge scorers of :mod:`vlrl.emt` exist beside this one for such cases.
+and word sense is not resolved ("a fish in a tank" names CIFAR-100's ``tank``; "one of the
+digits" names ``1``). The embedding and judge scorers of :mod:`vlrl.emt` exist beside this
+one for such cases.
 """
 
 from __future__ import annotations

@@ -357,8 +357,10 @@ def test_cli_on_sklearn_digits_with_the_tiny_vlm(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_zero_shot_comparison_with_tiny_clip(tmp_path, tiny_clip_dir, capsys):
     root = make_image_folder(tmp_path / "data", ["airplane", "bird", "cat"], 3)
+    digits = make_image_folder(tmp_path / "digits", ["0", "1"], 2)
     out = tmp_path / "emt.json"
-    argv = ["--data", f"toy={root}", "--zero-shot-clip", str(tiny_clip_dir)]
+    argv = ["--data", f"toy={root}", "--data", f"two={digits}"]
+    argv += ["--zero-shot-clip", str(tiny_clip_dir)]
     argv += ["--text-embedder", str(tiny_clip_dir), "--max-new-tokens", "6", "--quiet"]
     argv += ["--out", str(out)]
     assert main(argv) == 0
@@ -369,6 +371,9 @@ def test_cli_zero_shot_comparison_with_tiny_clip(tmp_path, tiny_clip_dir, capsys
     summary = payload["summary"]["toy"]
     check_report_consistency(payload)
     assert summary["zero_shot"]["template"] == "a photo of a {}."
+    assert summary["samples"] == 9 and payload["summary"]["two"]["samples"] == 4
+    assert payload["summary"]["two"]["zero_shot"]["template"] == 'a photo of the number: "{}".'
+    assert [r["dataset"] for r in payload["records"]] == ["toy"] * 9 + ["two"] * 4
     assert summary["embedding"]["embedder"] == summary["zero_shot"]["encoder"]
     assert set(summary["gap"]) == {"label_match", "embedding"}
     # The encoder's own predictions, computed directly, give the reported accuracy.
@@ -376,7 +381,7 @@ def test_cli_zero_shot_comparison_with_tiny_clip(tmp_path, tiny_clip_dir, capsys
     dataset = open_dataset("toy", str(root))
     images = [dataset.folder.load_rgb(i) for i in range(len(dataset.folder))]
     predicted = encoder.zero_shot(images, dataset.labels).tolist()
-    assert [r["zero_shot"]["prediction"] for r in payload["records"]] == [
+    assert [r["zero_shot"]["prediction"] for r in payload["records"][:9]] == [
         dataset.labels[i] for i in predicted
     ]
 
