@@ -45,8 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vlrl.image_folders import (
     IMAGE_FOLDER_LAYOUT,
     ImageFolder,
@@ -621,13 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         if unused:
             print(f"note: synonyms for labels no dataset has: {', '.join(unused)}", file=sys.stderr)
 
-    import torch
-
     from vlrl.models import load_policy
     from vlrl.train import Console
 
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
     try:
         policy = load_policy(
             args.model, dtype=args.dtype, device=args.device, seed=args.seed, value_head=False

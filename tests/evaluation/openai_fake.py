@@ -21,6 +21,7 @@ class FakeEndpoint:
         self.script: list[Reply] = []
         self.responder = responder or (lambda body: (200, "yes", 0.0))
         self.requests: list[dict] = []
+        self.headers: dict[str, str] = {}  # extra headers on every response
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +45,8 @@ class FakeEndpoint:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for key, value in endpoint.headers.items():
+                        self.send_header(key, value)
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):

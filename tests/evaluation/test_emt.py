@@ -319,7 +319,9 @@ def test_cli_on_sklearn_digits_with_the_tiny_vlm(tmp_path, capsys):
     out = tmp_path / "emt.json"
     argv = ["--model", "tiny", "--data", "sklearn-digits", "--limit", "2", "--temperature", "1.0"]
     argv += ["--max-new-tokens", "12", "--batch-size", "8", "--cache-dir", str(tmp_path)]
-    argv += ["--out", str(out), "--quiet"]
+    synonyms = tmp_path / "synonyms.json"
+    synonyms.write_text(json.dumps({"4": ["quad"], "koala": ["bear"]}))
+    argv += ["--out", str(out), "--quiet", "--synonyms", str(synonyms)]
     if default_text_embedder_path() is None:
         argv += ["--text-embedder", "none"]
     endpoint = FakeEndpoint(judge_responder)
@@ -328,8 +330,10 @@ def test_cli_on_sklearn_digits_with_the_tiny_vlm(tmp_path, capsys):
         assert main(argv) == 0
     finally:
         endpoint.close()
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "EMT accuracy" in printed and "sklearn-digits" in printed
+    assert "synonyms for labels no dataset has: koala" in captured.err
 
     payload = json.loads(out.read_text())
     summary = payload["summary"]["sklearn-digits"]

@@ -73,6 +73,14 @@ def test_server_errors_are_retried_with_backoff(endpoint):
     assert client.failed == 0
 
 
+def test_retry_after_is_honoured(endpoint):
+    endpoint.script = [(429, "RAW:slow down", 0.0), (200, "no", 0.0)]
+    endpoint.headers = {"Retry-After": "2"}
+    sleeps = []
+    assert client_for(endpoint, sleeps, backoff_s=0.1).ask_yes_no("?") is False
+    assert sleeps == [2.0]
+
+
 def test_endpoint_that_keeps_failing_gives_none(endpoint):
     endpoint.script = [(500, "RAW:boom", 0.0)] * 5
     sleeps = []
