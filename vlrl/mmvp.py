@@ -391,7 +391,10 @@ def read_mmvp(folder: str | Path, patterns_file: str | Path | None = None) -> li
             raise MMVPDataError(
                 f"{where}: Index {row[column['Index']]!r} is not an integer"
             ) from None
-        options = parse_options(row[column["Options"]])
+        try:
+            options = parse_options(row[column["Options"]])
+        except MMVPDataError as error:
+            raise MMVPDataError(f"{where}: {error}; expected {MMVP_LAYOUT}") from None
         answer = _parse_answer(row[column["Correct Answer"]], options)
         if answer is None:
             raise MMVPDataError(
@@ -1027,8 +1030,6 @@ def _percent(value: float | None) -> str:
 def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
     questions = read_mmvp(args.data, args.patterns)
     if args.limit is not None:
-        if args.limit < 1:
-            raise MMVPDataError("--limit must be at least 1 pair")
         questions = questions[: 2 * args.limit]
     judge = None
     if args.judge_url:
@@ -1064,6 +1065,8 @@ def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
             "temperature": args.temperature,
             "seed": args.seed,
             "limit": args.limit,
+            "dtype": args.dtype,
+            "device": args.device,
             "judge_model": args.judge_model if judge else None,
         },
         **{k: v for k, v in payload.items() if k != "kind"},
@@ -1135,8 +1138,6 @@ def _print_mllm(payload: Mapping[str, Any]) -> None:
 def _run_vlm(args: argparse.Namespace) -> dict[str, Any]:
     pairs = read_mmvp_vlm(args.data)
     if args.limit is not None:
-        if args.limit < 1:
-            raise MMVPDataError("--limit must be at least 1 pair")
         pairs = pairs[: args.limit]
     from vlrl.encoders import ImageTextEncoder
 
@@ -1202,6 +1203,13 @@ def _run_correlate(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vlrl.mmvp",
@@ -1214,11 +1222,11 @@ def _parser() -> argparse.ArgumentParser:
     mllm.add_argument("--data", required=True, help=f"MMVP folder: {MMVP_LAYOUT}")
     mllm.add_argument("--model", required=True, help="'tiny' or a local model / policy folder")
     mllm.add_argument("--patterns", help="pattern labels (CSV or JSON, Index -> pattern)")
-    mllm.add_argument("--batch-size", type=int, default=8)
-    mllm.add_argument("--max-new-tokens", type=int, default=64)
+    mllm.add_argument("--batch-size", type=_positive_int, default=8)
+    mllm.add_argument("--max-new-tokens", type=_positive_int, default=64)
     mllm.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
     mllm.add_argument("--seed", type=int, default=0)
-    mllm.add_argument("--limit", type=int, help="only the first N pairs")
+    mllm.add_argument("--limit", type=_positive_int, help="only the first N pairs")
     mllm.add_argument("--judge-url", help="OpenAI-compatible API root for the LLM judge")
     mllm.add_argument("--judge-model", help="the judge's model name")
     mllm.add_argument("--judge-key-env", default="OPENAI_API_KEY")
@@ -1226,8 +1234,8 @@ def _parser() -> argparse.ArgumentParser:
     vlm = commands.add_parser("vlm", help="MMVP-VLM: text-to-image matching with a CLIP")
     vlm.add_argument("--data", required=True, help=f"MMVP-VLM folder: {MMVP_VLM_LAYOUT}")
     vlm.add_argument("--clip", required=True, help="a local CLIP-style model folder")
-    vlm.add_argument("--batch-size", type=int, default=32)
-    vlm.add_argument("--limit", type=int, help="only the first N pairs")
+    vlm.add_argument("--batch-size", type=_positive_int, default=32)
+    vlm.add_argument("--limit", type=_positive_int, help="only the first N pairs")
 
     for sub in (mllm, vlm):
         sub.add_argument("--device", default="cpu")

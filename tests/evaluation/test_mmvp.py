@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vlrl.mmvp import (
@@ -200,6 +202,16 @@ def test_option_matcher_on_hand_written_answers(reply, outcome, choice):
     assert (match.outcome, match.choice) == (outcome, choice)
     if outcome == "ambiguous":
         assert set(match.found) == {"a", "b"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(["a", "b"]))
+def test_option_matcher_never_crashes_and_is_consistent(reply, answer):
+    match = match_option(reply, OPEN_CLOSED)
+    assert match.outcome in ("option", "ambiguous", "no_option")
+    assert (match.choice is not None) == (match.outcome == "option")
+    assert match.outcome == "no_option" or len(match.found) >= 1
+    assert grade(match, answer) in ("correct", "wrong", "ambiguous", "no_option")
 
 
 def test_option_matcher_numbers_digits_and_overlapping_options():
@@ -648,6 +660,9 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["mllm", "--data", str(tmp_path), "--model", "tiny", "--batch-size", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
     assert main(["mllm", "--data", str(tmp_path / "none"), "--model", "tiny"]) == 2
     assert "no MMVP folder" in capsys.readouterr().err
     assert main(["vlm", "--data", str(tmp_path / "none"), "--clip", str(tmp_path)]) == 2
