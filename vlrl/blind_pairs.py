@@ -246,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("folder", help="folder of images (searched recursively)")
-    parser.add_argument("--clip", required=True, help="local CLIP-style model folder")
+    parser.add_argument(
+        "--clip",
+        required=True,
+        help="local CLIP-style model folder (its image tower embeds the images)",
+    )
     parser.add_argument("--dino", required=True, help="local DINOv2-style model folder")
     parser.add_argument("--clip-threshold", type=float, default=CLIP_THRESHOLD)
     parser.add_argument("--dino-threshold", type=float, default=DINO_THRESHOLD)
@@ -268,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as transformers_logging
 
     try:
         _check_threshold("--clip-threshold", args.clip_threshold)
@@ -281,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = list_images(root, recursive=True)
         if len(paths) < 2:
             raise ValueError(f"{str(root)!r} holds {len(paths)} image; mining pairs needs 2+")
+        # Our bar covers encoding; transformers' per-load weight bars would only clutter it.
+        transformers_logging.disable_progress_bar()
         clip = ImageEncoder.load(args.clip, device=args.device, dtype=args.dtype)
         dino = ImageEncoder.load(args.dino, device=args.device, dtype=args.dtype)
         clip_embeddings, dino_embeddings, kept, skipped = encode_folder(

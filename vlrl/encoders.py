@@ -130,7 +130,7 @@ def _features(output: Any) -> torch.Tensor:
         return output
     pooled = getattr(output, "pooler_output", None)
     if pooled is not None:
-        return pooled
+        return pooled.flatten(1)  # convolutional backbones pool to [B, C, 1, 1]
     return output.last_hidden_state[:, 0]
 
 

@@ -202,6 +202,7 @@ def _planted_folder(root: Path) -> set[tuple[str, str]]:
     noise = np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     Image.fromarray(noise).save(root / "single_noise.png")
     Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (128, 128, 0)).save(root / "single_flat.png")
+    (root / "broken.png").write_bytes(b"not a picture")  # skipped and reported, not fatal
     return blind
 
 
@@ -216,7 +217,8 @@ def test_cli_finds_the_planted_pairs_and_no_others(
     code = main([*argv, "--out", str(out), "--batch-size", "3", "--block-size", "4"])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["images"] == 12 and report["skipped"] == []
+    assert report["images"] == 12
+    assert len(report["skipped"]) == 1 and "broken.png" in report["skipped"][0]
     found = {tuple(sorted((pair["first"], pair["second"]))) for pair in report["pairs"]}
     assert found == {tuple(sorted(pair)) for pair in blind}
     for pair in report["pairs"]:
