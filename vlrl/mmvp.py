@@ -478,7 +478,7 @@ _STATED = re.compile(
     r"|\b(?:option|choice|answer)\b(?:\s+(?:is|would\s+be|will\s+be))?\s*[:\-]?\s*"
     r"(?:\(\s*([a-z0-9])\s*\)|([a-z0-9])(?=\s*(?:$|[.,;:!?)])))"
 )
-# The whole reply is a label ("b", "(b)", "B."), or starts with one: "B. Closed", "b) ...".
+# The whole reply is a label ("b", "(b)", "B."); or the reply starts with one ("B. Closed").
 _WHOLE = re.compile(r"^\W*([a-z0-9])\W*$")
 _LEADING = re.compile(r"^\s*\(?\s*([a-z0-9])\s*(?:\)|[.:](?=\s|$))")
 # A label mentioned anywhere: "(b)", "b)".
