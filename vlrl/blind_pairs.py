@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from vlrl.encoders import ImageEncoder
-from vlrl.image_folders import list_images, load_rgb
+from vlrl.image_folders import IMAGE_SUFFIXES, list_images, load_rgb
 from vlrl.reporting import print_table, write_json
 
 CLIP_THRESHOLD = 0.95
@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.sheet_max < 0:
             raise ValueError("--sheet-max must be 0 (no sheet) or more")
         root = Path(args.folder).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"no image folder at {str(root)!r}; expected a folder of image files "
+                f"({', '.join(IMAGE_SUFFIXES)}), searched recursively"
+            )
         paths = list_images(root, recursive=True)
         if len(paths) < 2:
             raise ValueError(f"{str(root)!r} holds {len(paths)} image; mining pairs needs 2+")

@@ -250,7 +250,8 @@ def test_cli_errors_name_the_problem(
     out = ["--out", str(tmp_path / "pairs.json")]
     missing = tmp_path / "no-such-folder"
     assert main([str(missing), *encoders, *out]) == 2
-    assert str(missing) in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert str(missing) in message and "expected a folder of image files" in message
 
     lonely = tmp_path / "lonely"
     lonely.mkdir()

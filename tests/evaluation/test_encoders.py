@@ -79,6 +79,22 @@ def test_dino_outputs_are_normalised_deterministic_and_content_dependent(
     assert float(embeddings[4] @ embeddings[5]) < 0.6
 
 
+def test_half_precision_weights_still_give_float32_unit_embeddings(
+    tiny_clip_dir: Path, tiny_dino_dir: Path
+) -> None:
+    images = _images(3)
+    full = ImageEncoder.load(tiny_dino_dir).encode_images(images)
+    half = ImageEncoder.load(tiny_dino_dir, dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    embeddings = half.encode_images(images)
+    _assert_unit_rows(embeddings, 3)
+    torch.testing.assert_close(embeddings, full, atol=0.03, rtol=0)
+    clip = ImageTextEncoder.load(tiny_clip_dir, dtype="bfloat16")
+    _assert_unit_rows(clip.encode_texts(LABELS), len(LABELS))
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        ImageEncoder.load(tiny_dino_dir, dtype="float8")
+
+
 def test_image_encoder_on_a_clip_folder_is_the_image_tower(tiny_clip_dir: Path) -> None:
     images = _images(3)
     tower = ImageEncoder.load(tiny_clip_dir).encode_images(images)
