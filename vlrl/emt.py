@@ -45,6 +45,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlrl.cli_options import (
+    add_judge_options,
+    add_policy_options,
+    judge_from_args,
+    policy_from_args,
+    positive_int,
+)
 from vlrl.image_folders import (
     IMAGE_FOLDER_LAYOUT,
     ImageFolder,
@@ -503,7 +510,9 @@ def _parser() -> argparse.ArgumentParser:
             "optional LLM judge, against its vision encoder's zero-shot accuracy."
         ),
     )
-    parser.add_argument("--model", default="tiny", help="'tiny' or a local model folder")
+    # EMT answers are one label, so 32 new tokens are plenty; its images are small
+    # classification images, so batches can be larger than MMVP's photos allow.
+    add_policy_options(parser, model_default="tiny", batch_size=16, max_new_tokens=32)
     parser.add_argument(
         "--data",
         action="append",
@@ -515,14 +524,6 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--limit", type=int, default=None, help="images per class (default all)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument(
-        "--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="subset and sampling seed")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--synonyms", default=None, help='JSON file {"label": ["synonym", ...]} for label matching'
     )
@@ -545,13 +546,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_LABEL_TEMPLATE,
         help="how a label is phrased for the embedding scorer ({label}, {bare}, {kind})",
     )
-    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible API root")
-    parser.add_argument("--judge-model", default=None)
-    parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
-    parser.add_argument("--judge-timeout", type=float, default=30.0)
-    parser.add_argument("--judge-retries", type=int, default=3)
+    add_judge_options(parser)
     parser.add_argument(
-        "--judge-workers", type=int, default=4, help="judge requests in flight at once"
+        "--judge-workers", type=positive_int, default=4, help="judge requests in flight at once"
     )
     parser.add_argument(
         "--zero-shot-clip", default=None, help="local CLIP-style folder for zero-shot accuracy"
@@ -593,10 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
-    if (args.judge_url is None) != (args.judge_model is None):
-        print("error: --judge-url and --judge-model go together", file=sys.stderr)
-        return 2
     try:
+        judge = judge_from_args(args)
         specs = [_parse_data_spec(spec) for spec in (args.data or [SKLEARN_DIGITS])]
         names = [name for name, _ in specs]
         if len(set(names)) != len(names):
@@ -619,13 +614,10 @@ def main(argv: list[str] | None = None) -> int:
         if unused:
             print(f"note: synonyms for labels no dataset has: {', '.join(unused)}", file=sys.stderr)
 
-    from vlrl.models import load_policy
     from vlrl.train import Console
 
     try:
-        policy = load_policy(
-            args.model, dtype=args.dtype, device=args.device, seed=args.seed, value_head=False
-        )
+        policy = policy_from_args(args)
         embedder = _load_embedder(args.text_embedder, args.device)
         zero_shot_encoder = None
         if args.zero_shot_clip:
@@ -635,17 +627,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    judge = None
-    if args.judge_url:
-        from vlrl.judge import JudgeClient
-
-        judge = JudgeClient(
-            args.judge_url,
-            args.judge_model,
-            api_key_env=args.judge_api_key_env,
-            timeout_s=args.judge_timeout,
-            retries=args.judge_retries,
-        )
 
     payload = run_emt(
         policy,

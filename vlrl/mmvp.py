@@ -39,6 +39,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vlrl.cli_options import (
+    UsageError,
+    add_device_options,
+    add_judge_options,
+    add_policy_options,
+    judge_from_args,
+    policy_from_args,
+    positive_int,
+)
 from vlrl.image_folders import IMAGE_SUFFIXES, load_rgb
 from vlrl.label_match import LabelMatcher, normalize_text
 from vlrl.reporting import pearson, print_table, write_json
@@ -1031,21 +1040,8 @@ def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
     questions = read_mmvp(args.data, args.patterns)
     if args.limit is not None:
         questions = questions[: 2 * args.limit]
-    judge = None
-    if args.judge_url:
-        if not args.judge_model:
-            raise MMVPDataError("--judge-url needs --judge-model")
-        from vlrl.judge import JudgeClient
-
-        judge = JudgeClient(args.judge_url, args.judge_model, api_key_env=args.judge_key_env)
-    from vlrl.models import load_policy
-
-    try:
-        policy = load_policy(
-            args.model, value_head=False, dtype=args.dtype, device=args.device, seed=args.seed
-        )
-    except ValueError as error:  # a folder holding an unsupported model
-        raise MMVPDataError(f"--model {args.model}: {error}") from None
+    judge = judge_from_args(args)
+    policy = policy_from_args(args)
     payload = evaluate_mllm(
         questions,
         policy,
@@ -1203,13 +1199,6 @@ def _run_correlate(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vlrl.mmvp",
@@ -1220,26 +1209,19 @@ def _parser() -> argparse.ArgumentParser:
 
     mllm = commands.add_parser("mllm", help="MMVP: ask a policy the 300 questions")
     mllm.add_argument("--data", required=True, help=f"MMVP folder: {MMVP_LAYOUT}")
-    mllm.add_argument("--model", required=True, help="'tiny' or a local model / policy folder")
+    # Replies may explain their choice before naming it, so they get more tokens than EMT's
+    # one-label answers; MMVP's photos make long image-token sequences, so smaller batches.
+    add_policy_options(mllm, model_default=None, batch_size=8, max_new_tokens=64)
     mllm.add_argument("--patterns", help="pattern labels (CSV or JSON, Index -> pattern)")
-    mllm.add_argument("--batch-size", type=_positive_int, default=8)
-    mllm.add_argument("--max-new-tokens", type=_positive_int, default=64)
-    mllm.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
-    mllm.add_argument("--seed", type=int, default=0)
-    mllm.add_argument("--limit", type=_positive_int, help="only the first N pairs")
-    mllm.add_argument("--judge-url", help="OpenAI-compatible API root for the LLM judge")
-    mllm.add_argument("--judge-model", help="the judge's model name")
-    mllm.add_argument("--judge-key-env", default="OPENAI_API_KEY")
+    mllm.add_argument("--limit", type=positive_int, help="only the first N pairs")
+    add_judge_options(mllm)
 
     vlm = commands.add_parser("vlm", help="MMVP-VLM: text-to-image matching with a CLIP")
     vlm.add_argument("--data", required=True, help=f"MMVP-VLM folder: {MMVP_VLM_LAYOUT}")
     vlm.add_argument("--clip", required=True, help="a local CLIP-style model folder")
-    vlm.add_argument("--batch-size", type=_positive_int, default=32)
-    vlm.add_argument("--limit", type=_positive_int, help="only the first N pairs")
-
-    for sub in (mllm, vlm):
-        sub.add_argument("--device", default="cpu")
-        sub.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    vlm.add_argument("--batch-size", type=positive_int, default=32)
+    vlm.add_argument("--limit", type=positive_int, help="only the first N pairs")
+    add_device_options(vlm)
 
     correlate = commands.add_parser(
         "correlate", help="Pearson correlation of per-pattern CLIP and MLLM scores"
@@ -1264,7 +1246,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"mllm": _run_mllm, "vlm": _run_vlm, "correlate": _run_correlate}
     try:
         payload = runners[args.command](args)
-    except (FileNotFoundError, MMVPDataError) as error:
+    except (FileNotFoundError, MMVPDataError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = write_json(args.out or _DEFAULT_OUT[args.command], payload)

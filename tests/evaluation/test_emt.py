@@ -417,3 +417,39 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     assert "needs {}" in capsys.readouterr().err
     with pytest.raises(ValueError, match="label template"):
         run_emt(ScriptedPolicy([]), [open_dataset("x", str(root))], label_template="{0}")
+
+
+def test_policy_options_load_an_evaluation_policy(tmp_path, capsys):
+    import argparse
+
+    from vlrl.cli_options import (
+        DTYPE_CHOICES,
+        UsageError,
+        add_policy_options,
+        policy_from_args,
+    )
+    from vlrl.models import DTYPES
+
+    assert tuple(DTYPES) == DTYPE_CHOICES
+    parser = argparse.ArgumentParser()
+    add_policy_options(parser, model_default=None, batch_size=5, max_new_tokens=7)
+    with pytest.raises(SystemExit):  # --model is required without a default
+        parser.parse_args([])
+    args = parser.parse_args(["--model", "tiny", "--seed", "3"])
+    assert (args.batch_size, args.max_new_tokens, args.temperature) == (5, 7, 0.0)
+    assert (args.device, args.dtype) == ("cpu", "float32")
+    policy = policy_from_args(args)
+    assert policy.value_head is None and not policy.training
+    missing = tmp_path / "no-model"
+    with pytest.raises(UsageError, match=f"--model {missing}: no model folder"):
+        policy_from_args(parser.parse_args(["--model", str(missing)]))
+    for option in ("--batch-size", "--max-new-tokens"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--model", "tiny", option, "0"])
+        assert "must be at least 1" in capsys.readouterr().err
+    # The EMT CLI: same options, its own defaults; a missing model is a clear exit 2.
+    root = make_image_folder(tmp_path / "d", ["a", "b"], 1)
+    assert main(["--model", str(missing), "--data", str(root), "--out", str(tmp_path / "x")]) == 2
+    assert f"--model {missing}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--batch-size", "0"])

@@ -148,3 +148,33 @@ def test_bad_settings_are_errors():
         JudgeClient("localhost:8000", "m")
     with pytest.raises(ValueError, match="model"):
         JudgeClient("http://localhost:8000/v1", "")
+
+
+# --------------------------------------------------------------------------- CLI options
+
+
+def test_judge_options_build_one_client_the_same_way_in_every_cli(endpoint):
+    import argparse
+
+    from vlrl.cli_options import UsageError, add_judge_options, judge_from_args
+
+    parser = argparse.ArgumentParser()
+    add_judge_options(parser)
+    assert judge_from_args(parser.parse_args([])) is None
+    args = parser.parse_args(
+        ["--judge-url", endpoint.base_url, "--judge-model", "m", "--judge-timeout", "2.5"]
+        + ["--judge-retries", "0", "--judge-key-env", "VLRL_TEST_KEY"]  # the old mmvp spelling
+    )
+    client = judge_from_args(args)
+    assert isinstance(client, JudgeClient)
+    assert (client.model, client.timeout_s, client.retries) == ("m", 2.5, 0)
+    assert client.api_key_env == "VLRL_TEST_KEY"
+    assert client.url == endpoint.base_url + "/chat/completions"
+    for half in (["--judge-url", endpoint.base_url], ["--judge-model", "m"]):
+        with pytest.raises(UsageError, match="--judge-url and --judge-model go together"):
+            judge_from_args(parser.parse_args(half))
+    with pytest.raises(UsageError, match="--judge-url.*http"):
+        judge_from_args(parser.parse_args(["--judge-url", "localhost:8000", "--judge-model", "m"]))
+    for bad in (["--judge-timeout", "0"], ["--judge-retries", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
