@@ -121,7 +121,8 @@ def policy_from_args(args: argparse.Namespace) -> VLMPolicy:
 def add_judge_options(parser: argparse.ArgumentParser) -> None:
     """The optional LLM judge (:class:`vlrl.judge.JudgeClient`): ``--judge-url``,
     ``--judge-model``, ``--judge-api-key-env`` (alias ``--judge-key-env``),
-    ``--judge-timeout`` and ``--judge-retries``."""
+    ``--judge-timeout``, ``--judge-retries`` and ``--judge-workers`` (requests in flight at
+    once; the caller passes it to :func:`vlrl.judge.ask_all`)."""
     parser.add_argument(
         "--judge-url", default=None, help="OpenAI-compatible API root for the LLM judge"
     )
@@ -141,6 +142,9 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=3,
         help="further attempts after a failed request",
+    )
+    parser.add_argument(
+        "--judge-workers", type=positive_int, default=4, help="judge requests in flight at once"
     )
 
 

@@ -41,7 +41,6 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +49,13 @@ from vlrl.cli_options import (
     add_policy_options,
     judge_from_args,
     policy_from_args,
-    positive_int,
 )
 from vlrl.image_folders import (
     IMAGE_FOLDER_LAYOUT,
     ImageFolder,
     export_sklearn_digits,
 )
+from vlrl.judge import ask_all, emt_judge_question
 from vlrl.label_match import OUTCOMES, LabelMatcher, load_synonyms, normalize_text
 
 __all__ = [
@@ -276,22 +275,6 @@ def _zero_shot(encoder, dataset: EmtDataset, template: str, progress=None) -> tu
     }
 
 
-def _judge_all(judge, labels, outputs, workers: int, done) -> list[bool | None]:
-    """One verdict per output, in order; requests overlap across ``workers`` threads
-    because a remote judge spends its time waiting on the network."""
-
-    def ask(pair: tuple[str, str]) -> bool | None:
-        verdict = judge.judge(*pair)
-        done()
-        return verdict
-
-    pairs = list(zip(labels, outputs, strict=True))
-    if workers <= 1:
-        return [ask(pair) for pair in pairs]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(ask, pairs))
-
-
 def run_emt(
     policy,
     datasets: Sequence[EmtDataset],
@@ -362,10 +345,9 @@ def run_emt(
 
             verdicts = None
             if judge is not None:
-                verdicts = _judge_all(
+                verdicts = ask_all(
                     judge,
-                    truths,
-                    outputs,
+                    [emt_judge_question(t, o) for t, o in zip(truths, outputs, strict=True)],
                     judge_workers,
                     lambda name=dataset.name: advance(1, f"{name}: judging"),
                 )
@@ -547,9 +529,6 @@ def _parser() -> argparse.ArgumentParser:
         help="how a label is phrased for the embedding scorer ({label}, {bare}, {kind})",
     )
     add_judge_options(parser)
-    parser.add_argument(
-        "--judge-workers", type=positive_int, default=4, help="judge requests in flight at once"
-    )
     parser.add_argument(
         "--zero-shot-clip", default=None, help="local CLIP-style folder for zero-shot accuracy"
     )

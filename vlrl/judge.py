@@ -21,9 +21,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
-__all__ = ["JudgeClient", "emt_judge_question", "parse_yes_no"]
+__all__ = ["JudgeClient", "YesNoJudge", "ask_all", "emt_judge_question", "parse_yes_no"]
 
 SAMPLING = {
     "temperature": 0.2,
@@ -188,3 +190,31 @@ class JudgeClient:
             "failed": self.failed,
             "last_error": self.last_error,
         }
+
+
+class YesNoJudge(Protocol):
+    """Anything that answers yes/no questions like :meth:`JudgeClient.ask_yes_no`."""
+
+    def ask_yes_no(self, question: str) -> bool | None: ...
+
+
+def ask_all(
+    judge: YesNoJudge,
+    questions: Sequence[str],
+    workers: int = 1,
+    done: Callable[[], None] | None = None,
+) -> list[bool | None]:
+    """``judge.ask_yes_no`` of every question, verdicts in question order. With
+    ``workers`` > 1 the requests overlap in a thread pool, because a remote judge spends its
+    time waiting on the network; ``done()`` is called after each answer (progress bars)."""
+
+    def ask(question: str) -> bool | None:
+        verdict = judge.ask_yes_no(question)
+        if done is not None:
+            done()
+        return verdict
+
+    if workers <= 1:
+        return [ask(question) for question in questions]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(ask, questions))

@@ -49,6 +49,7 @@ from vlrl.cli_options import (
     positive_int,
 )
 from vlrl.image_folders import IMAGE_SUFFIXES, load_rgb
+from vlrl.judge import YesNoJudge, ask_all
 from vlrl.label_match import LabelMatcher, normalize_text
 from vlrl.reporting import pearson, print_table, write_json
 
@@ -857,10 +858,6 @@ class _Policy(Protocol):
     def generate(self, images: Sequence[np.ndarray], prompts: Sequence[str], **kwargs) -> Any: ...
 
 
-class _Judge(Protocol):
-    def ask_yes_no(self, question: str) -> bool | None: ...
-
-
 def evaluate_mllm(
     questions: Sequence[MMVPQuestion],
     policy: _Policy,
@@ -869,10 +866,12 @@ def evaluate_mllm(
     max_new_tokens: int = 64,
     temperature: float = 0.0,
     seed: int = 0,
-    judge: _Judge | None = None,
+    judge: YesNoJudge | None = None,
+    judge_workers: int = 1,
 ) -> dict[str, Any]:
     """Ask ``policy`` every question (batched) and score the replies with
-    :func:`match_option`, and with ``judge`` when given. Returns the JSON payload: per
+    :func:`match_option`, and with ``judge`` when given (``judge_workers`` requests at
+    once, :func:`vlrl.judge.ask_all`). Returns the JSON payload: per
     scorer the question, pair and per-pattern pair accuracy; per question its record."""
     if not questions:
         raise MMVPDataError("no MMVP questions to evaluate")
@@ -907,9 +906,15 @@ def evaluate_mllm(
             "grade": grade(match, question.answer),
         }
         record["correct"] = record["grade"] == "correct"
-        if judge is not None:
-            record["judge"] = judge.ask_yes_no(mmvp_judge_question(question, response))
         records.append(record)
+    if judge is not None:
+        verdicts = ask_all(
+            judge,
+            [mmvp_judge_question(q, r) for q, r in zip(questions, responses, strict=True)],
+            judge_workers,
+        )
+        for record, verdict in zip(records, verdicts, strict=True):
+            record["judge"] = verdict
     return mllm_payload(records, judged=judge is not None)
 
 
@@ -1050,6 +1055,7 @@ def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
         temperature=args.temperature,
         seed=args.seed,
         judge=judge,
+        judge_workers=args.judge_workers,
     )
     payload = {
         "kind": payload["kind"],

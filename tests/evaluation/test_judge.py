@@ -178,3 +178,30 @@ def test_judge_options_build_one_client_the_same_way_in_every_cli(endpoint):
     for bad in (["--judge-timeout", "0"], ["--judge-retries", "-1"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+def test_ask_all_keeps_question_order_across_threads(endpoint):
+    import threading
+
+    from vlrl.judge import ask_all
+
+    # Early questions wait longest, so with 4 threads their answers arrive last.
+    endpoint.responder = lambda body: (
+        200,
+        "yes" if "odd" in body["messages"][0]["content"] else "no",
+        0.02 * (8 - int(body["messages"][0]["content"].split()[-1])),
+    )
+    questions = [f"{'odd' if i % 2 else 'even'} {i}" for i in range(8)]
+    finished = []
+    lock = threading.Lock()
+
+    def done():
+        with lock:
+            finished.append(1)
+
+    for workers in (1, 4):
+        client = client_for(endpoint, retries=0)
+        verdicts = ask_all(client, questions, workers=workers, done=done)
+        assert verdicts == [i % 2 == 1 for i in range(8)]
+        assert client.asked == 8
+    assert len(finished) == 16
