@@ -17,6 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 QUICK_RUNS = {
+    "blind_pairs.py": ["--quick"],
     "cards.py": ["--quick"],
     "kernels.py": ["--quick"],
     "envs.py": ["--sizes", "1", "4", "--seconds", "0.2", "--rounds", "1"],
