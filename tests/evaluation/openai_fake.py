@@ -66,3 +66,9 @@ class FakeEndpoint:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> FakeEndpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openai_fake import FakeEndpoint
 from PIL import Image
 
 from vlrl.mmvp import (
@@ -566,31 +565,9 @@ def test_align_patterns_and_too_few_shared_patterns():
 # ----------------------------------------------------------------------------- CLIs
 
 
-class _JudgeEndpoint:
-    """A local OpenAI-compatible endpoint: "No." to questions about door 3, else "Yes."."""
-
-    def __enter__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                request = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                verdict = "No." if "door 3 " in request else "Yes."
-                body = json.dumps({"choices": [{"message": {"content": verdict}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+def _door_judge(body: dict) -> tuple[int, str, float]:
+    """The judge endpoint's rule: "No." to questions about door 3, else "Yes."."""
+    return 200, "No." if "door 3 " in body["messages"][0]["content"] else "Yes.", 0.0
 
 
 @pytest.mark.slow
@@ -598,7 +575,8 @@ def test_cli_end_to_end_mllm_vlm_correlate(tmp_path, tiny_clip_dir, capsys):
     patterns = ["Text", "Text", "Color and Appearance", "Color and Appearance", "State", "State"]
     mmvp = write_mmvp(tmp_path / "mmvp", pairs=4, pattern_column=patterns + ["Count"] * 2)
     mllm_out = tmp_path / "out" / "mllm.json"
-    with _JudgeEndpoint() as url:
+    with FakeEndpoint(_door_judge) as endpoint:
+        url = endpoint.base_url
         status = main(
             ["mllm", "--data", str(mmvp), "--model", "tiny", "--limit", "3", "--batch-size", "4"]
             + ["--max-new-tokens", "6", "--judge-url", url, "--judge-model", "m"]
