@@ -63,6 +63,7 @@ __all__ = [
     "EmbeddingScorer",
     "EmtDataset",
     "answer_kind",
+    "check_templates",
     "emt_prompt",
     "label_phrase",
     "main",
@@ -109,6 +110,14 @@ def label_phrase(label: str, kind: str, template: str = DEFAULT_LABEL_TEMPLATE) 
         ) from None
 
 
+def check_templates(label_template: str, zero_shot_template: str | None = None) -> None:
+    """ValueError for a label template :func:`label_phrase` cannot fill, or a zero-shot
+    template without ``{}``; checked before any generation a bad template would waste."""
+    label_phrase("label", "object", label_template)
+    if zero_shot_template is not None and "{}" not in zero_shot_template:
+        raise ValueError(f"the zero-shot template needs {{}} for the label: {zero_shot_template!r}")
+
+
 class EmbeddingScorer:
     """Nearest label by text embedding (the dissertation's Section 2.7 suggestion): embed
     one phrase per label, embed each output, pick the label with the highest cosine
@@ -148,6 +157,8 @@ class EmtDataset:
 
     name: str
     folder: ImageFolder
+    # folder.labels, kept: ImageFolder.labels rebuilds the list on every access, and the
+    # scoring loop reads it per record.
     labels: list[str]
 
     @property
@@ -302,10 +313,7 @@ def run_emt(
     :class:`vlrl.train.Console` for the progress bar, or None."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    # Bad templates fail here, not after the generation they would waste.
-    label_phrase("label", "object", label_template)
-    if zero_shot_template is not None and "{}" not in zero_shot_template:
-        raise ValueError(f"the zero-shot template needs {{}} for the label: {zero_shot_template!r}")
+    check_templates(label_template, zero_shot_template)
     summaries: dict[str, dict] = {}
     records: list[dict] = []
     bar, task = (None, None)
@@ -581,9 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in specs
         ]
         synonyms = load_synonyms(args.synonyms) if args.synonyms else None
-        label_phrase("label", "object", args.label_template)
-        if args.zero_shot_template is not None and "{}" not in args.zero_shot_template:
-            raise ValueError(f"--zero-shot-template needs {{}}: {args.zero_shot_template!r}")
+        check_templates(args.label_template, args.zero_shot_template)
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
