@@ -99,7 +99,9 @@ def add_policy_options(
     parser.add_argument(
         "--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (and subset seed)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (EMT: also the --limit subset)"
+    )
 
 
 def policy_from_args(args: argparse.Namespace) -> VLMPolicy:
