@@ -25,9 +25,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from vlrl.cli_options import (
+    add_device_options,
+    add_progress_option,
+    non_negative_int,
+    positive_int,
+    silence_transformers_progress,
+)
 from vlrl.encoders import ImageEncoder
 from vlrl.image_folders import IMAGE_SUFFIXES, list_images, load_rgb
-from vlrl.reporting import print_table, write_json
+from vlrl.reporting import print_table, progress_bar, write_json
 
 CLIP_THRESHOLD = 0.95
 DINO_THRESHOLD = 0.6
@@ -191,26 +198,13 @@ def encode_folder(
     ``paths`` and one message per unreadable file (skipped, not fatal: one bad file in a
     50k-image folder should not stop the run).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     clip_chunks: list[torch.Tensor] = []
     dino_chunks: list[torch.Tensor] = []
     kept: list[int] = []
     skipped: list[str] = []
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show_progress,
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task("encoding images", total=len(paths))
+    with progress_bar("encoding images", len(paths), show_progress) as advance:
         for start in range(0, len(paths), batch_size):
             images, indices = [], []
             for index in range(start, min(start + batch_size, len(paths))):
@@ -223,7 +217,7 @@ def encode_folder(
                 clip_chunks.append(clip.encode_images(images, batch_size=batch_size))
                 dino_chunks.append(dino.encode_images(images, batch_size=batch_size))
                 kept.extend(indices)
-            progress.advance(task, min(batch_size, len(paths) - start))
+            advance(min(batch_size, len(paths) - start))
     if not kept:
         raise ValueError("none of the images could be read")
     return torch.cat(clip_chunks), torch.cat(dino_chunks), kept, skipped
@@ -254,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dino", required=True, help="local DINOv2-style model folder")
     parser.add_argument("--clip-threshold", type=float, default=CLIP_THRESHOLD)
     parser.add_argument("--dino-threshold", type=float, default=DINO_THRESHOLD)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--block-size",
-        type=int,
+        type=positive_int,
         default=DEFAULT_BLOCK_SIZE,
         help="rows and columns per similarity tile (memory ~ block_size^2 floats)",
     )
@@ -266,22 +260,18 @@ def main(argv: list[str] | None = None) -> int:
         "--sheet", default=None, help="contact sheet PNG path (default: --out with .png)"
     )
     parser.add_argument(
-        "--sheet-max", type=int, default=DEFAULT_SHEET_MAX, help="pairs drawn on the sheet"
+        "--sheet-max",
+        type=non_negative_int,
+        default=DEFAULT_SHEET_MAX,
+        help="pairs drawn on the sheet (0: no sheet)",
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_options(parser)
+    add_progress_option(parser)
     args = parser.parse_args(argv)
-    from transformers.utils import logging as transformers_logging
 
     try:
         _check_threshold("--clip-threshold", args.clip_threshold)
         _check_threshold("--dino-threshold", args.dino_threshold)
-        for name in ("batch_size", "block_size"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if args.sheet_max < 0:
-            raise ValueError("--sheet-max must be 0 (no sheet) or more")
         root = Path(args.folder).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(
@@ -291,8 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = list_images(root, recursive=True)
         if len(paths) < 2:
             raise ValueError(f"{str(root)!r} holds {len(paths)} image; mining pairs needs 2+")
-        # Our bar covers encoding; transformers' per-load weight bars would only clutter it.
-        transformers_logging.disable_progress_bar()
+        silence_transformers_progress()
         clip = ImageEncoder.load(args.clip, device=args.device, dtype=args.dtype)
         dino = ImageEncoder.load(args.dino, device=args.device, dtype=args.dtype)
         clip_embeddings, dino_embeddings, kept, skipped = encode_folder(

@@ -1,4 +1,5 @@
-"""Command-line options the evaluation CLIs share (``vlrl.emt``, ``vlrl.mmvp``).
+"""Command-line options the evaluation CLIs share (``vlrl.emt``, ``vlrl.mmvp``,
+``vlrl.blind_pairs``).
 
 Each concept has one pair here: ``add_*_options(parser)`` declares the options (same names,
 types and checks in every CLI) and ``*_from_args(args)`` builds the object from the parsed
@@ -24,11 +25,13 @@ __all__ = [
     "add_device_options",
     "add_judge_options",
     "add_policy_options",
+    "add_progress_option",
     "judge_from_args",
     "non_negative_int",
     "policy_from_args",
     "positive_float",
     "positive_int",
+    "silence_transformers_progress",
 ]
 
 # The keys of vlrl.models.DTYPES, written out so that building a parser does not import torch.
@@ -64,6 +67,21 @@ def positive_float(text: str) -> float:
 
 
 # ----------------------------------------------------------------------------- device
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` (alias ``--quiet``): no progress bar on stderr."""
+    parser.add_argument(
+        "--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar"
+    )
+
+
+def silence_transformers_progress() -> None:
+    """Hide transformers' per-load progress bars ("Loading weights") for this process: the
+    CLIs draw one bar of their own, and a bar per model load would only clutter it."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:

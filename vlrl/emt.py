@@ -47,8 +47,11 @@ from pathlib import Path
 from vlrl.cli_options import (
     add_judge_options,
     add_policy_options,
+    add_progress_option,
     judge_from_args,
     policy_from_args,
+    positive_int,
+    silence_transformers_progress,
 )
 from vlrl.image_folders import (
     IMAGE_FOLDER_LAYOUT,
@@ -57,6 +60,7 @@ from vlrl.image_folders import (
 )
 from vlrl.judge import ask_all, emt_judge_question
 from vlrl.label_match import OUTCOMES, LabelMatcher, load_synonyms, normalize_text
+from vlrl.reporting import print_table, progress_bar, write_json
 
 __all__ = [
     "DEFAULT_LABEL_TEMPLATE",
@@ -302,30 +306,23 @@ def run_emt(
     zero_shot_encoder=None,
     zero_shot_template: str | None = None,
     judge_workers: int = 4,
-    console=None,
+    show_progress: bool = False,
 ) -> dict:
     """Generate, score and summarise; returns the report payload (``summary`` per dataset
     and one ``records`` entry per image). ``policy`` is a :class:`vlrl.models.VLMPolicy`
     (anything with ``generate(images, prompts, ...) -> .texts``); ``embedder`` a
     :class:`vlrl.encoders.TextEmbedder` or None; ``judge`` a :class:`vlrl.judge.JudgeClient`
     or None (asked from ``judge_workers`` threads at once); ``zero_shot_encoder`` a
-    :class:`vlrl.encoders.ImageTextEncoder` or None; ``console`` a
-    :class:`vlrl.train.Console` for the progress bar, or None."""
+    :class:`vlrl.encoders.ImageTextEncoder` or None; ``show_progress`` draws a progress bar
+    on stderr."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_templates(label_template, zero_shot_template)
     summaries: dict[str, dict] = {}
     records: list[dict] = []
-    bar, task = (None, None)
-    if console is not None:
-        passes = 1 + (zero_shot_encoder is not None) + (judge is not None)
-        bar, task = console.progress("EMT", sum(len(d.folder) for d in datasets) * passes)
-
-    def advance(count: int, note: str) -> None:
-        if bar is not None:
-            bar.update(task, advance=count, description=note)
-
-    try:
+    passes = 1 + (zero_shot_encoder is not None) + (judge is not None)
+    total = sum(len(dataset.folder) for dataset in datasets) * passes
+    with progress_bar("EMT", total, show_progress) as advance:
         for dataset in datasets:
             matcher = LabelMatcher(dataset.labels, synonyms, builtin_synonyms=builtin_synonyms)
             prompt = dataset.prompt
@@ -414,9 +411,6 @@ def run_emt(
                 zero_shot,
             )
             records.extend(dataset_records)
-    finally:
-        if bar is not None:
-            bar.stop()
     payload: dict = {"summary": summaries, "records": records}
     if judge is not None:
         payload["judge"] = {"url": judge.url, "model": judge.model, **judge.counts()}
@@ -430,7 +424,6 @@ def _fmt(value: float | None) -> object:
 def print_report(payload: dict, examples: int = 3) -> None:
     """The result tables: accuracy per dataset and scorer with the hallucination counts,
     the zero-shot comparison when present, and a few hallucinated outputs per dataset."""
-    from vlrl.reporting import print_table
 
     rows = []
     for name, summary in payload["summary"].items():
@@ -513,7 +506,9 @@ def _parser() -> argparse.ArgumentParser:
             f"'{SKLEARN_DIGITS}' for scikit-learn's digits (the default)"
         ),
     )
-    parser.add_argument("--limit", type=int, default=None, help="images per class (default all)")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="images per class (default all)"
+    )
     parser.add_argument(
         "--synonyms", default=None, help='JSON file {"label": ["synonym", ...]} for label matching'
     )
@@ -549,7 +544,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=None, help="where sklearn-digits is exported")
     parser.add_argument("--examples", type=int, default=3, help="hallucinated outputs shown")
     parser.add_argument("--out", default="emt_results.json", help="JSON report path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     return parser
 
 
@@ -574,9 +569,7 @@ def _load_embedder(choice: str | None, device: str):
 def main(argv: list[str] | None = None) -> int:
     """Run EMT from the command line; prints the tables and writes the JSON report."""
     args = _parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1", file=sys.stderr)
-        return 2
+    silence_transformers_progress()
     try:
         judge = judge_from_args(args)
         specs = [_parse_data_spec(spec) for spec in (args.data or [SKLEARN_DIGITS])]
@@ -598,8 +591,6 @@ def main(argv: list[str] | None = None) -> int:
         unused = [key for key in synonyms if normalize_text(key) not in known]
         if unused:
             print(f"note: synonyms for labels no dataset has: {', '.join(unused)}", file=sys.stderr)
-
-    from vlrl.train import Console
 
     try:
         policy = policy_from_args(args)
@@ -628,12 +619,11 @@ def main(argv: list[str] | None = None) -> int:
         zero_shot_encoder=zero_shot_encoder,
         zero_shot_template=args.zero_shot_template,
         judge_workers=args.judge_workers,
-        console=None if args.quiet else Console(True),
+        show_progress=not args.no_progress,
     )
     payload["config"] = {
-        key: value for key, value in vars(args).items() if key not in {"quiet", "examples"}
+        key: value for key, value in vars(args).items() if key not in {"no_progress", "examples"}
     }
-    from vlrl.reporting import write_json
 
     print_report(payload, examples=args.examples)
     if judge is not None and (judge.failed or judge.unparsed):

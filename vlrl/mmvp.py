@@ -44,14 +44,16 @@ from vlrl.cli_options import (
     add_device_options,
     add_judge_options,
     add_policy_options,
+    add_progress_option,
     judge_from_args,
     policy_from_args,
     positive_int,
+    silence_transformers_progress,
 )
 from vlrl.image_folders import IMAGE_SUFFIXES, load_rgb
 from vlrl.judge import YesNoJudge, ask_all
 from vlrl.label_match import LabelMatcher, normalize_text
-from vlrl.reporting import pearson, print_table, write_json
+from vlrl.reporting import pearson, print_table, tracked, write_json
 
 __all__ = [
     "GRADES",
@@ -784,15 +786,11 @@ class _ImageTextEncoder(Protocol):
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> Any: ...
 
 
-def _progress(items: Sequence[Any], description: str) -> Iterable[Any]:
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True), transient=True)
-
-
 def evaluate_vlm(
-    pairs: Sequence[VLMPair], encoder: _ImageTextEncoder, batch_size: int = 32
+    pairs: Sequence[VLMPair],
+    encoder: _ImageTextEncoder,
+    batch_size: int = 32,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Run MMVP-VLM with a CLIP-style encoder: embeddings for every image and every
     "a photo of <statement>", then :func:`vlm_pair_decision` per pair. Returns the JSON
@@ -803,7 +801,7 @@ def evaluate_vlm(
     texts = [VLM_TEXT_PREFIX + statement for pair in pairs for statement in pair.statements]
     image_embeddings = []
     chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    for chunk in _progress(chunks, "MMVP-VLM images"):
+    for chunk in tracked(chunks, "MMVP-VLM images", show_progress):
         images = [load_rgb(path) for path in chunk]
         image_embeddings.append(_as_numpy(encoder.encode_images(images, batch_size=batch_size)))
     image_matrix = np.concatenate(image_embeddings)
@@ -868,6 +866,7 @@ def evaluate_mllm(
     seed: int = 0,
     judge: YesNoJudge | None = None,
     judge_workers: int = 1,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Ask ``policy`` every question (batched) and score the replies with
     :func:`match_option`, and with ``judge`` when given (``judge_workers`` requests at
@@ -879,7 +878,7 @@ def evaluate_mllm(
         raise ValueError("batch_size must be at least 1")
     responses: list[str] = []
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
-    for number, batch in enumerate(_progress(batches, "MMVP questions")):
+    for number, batch in enumerate(tracked(batches, "MMVP questions", show_progress)):
         generation = policy.generate(
             [load_rgb(q.image) for q in batch],
             [q.prompt for q in batch],
@@ -1056,6 +1055,7 @@ def _run_mllm(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         judge=judge,
         judge_workers=args.judge_workers,
+        show_progress=not args.no_progress,
     )
     payload = {
         "kind": payload["kind"],
@@ -1147,7 +1147,9 @@ def _run_vlm(args: argparse.Namespace) -> dict[str, Any]:
         encoder = ImageTextEncoder.load(args.clip, device=args.device, dtype=args.dtype)
     except ValueError as error:  # a folder holding some other kind of model
         raise MMVPDataError(f"--clip {args.clip}: {error}") from None
-    payload = evaluate_vlm(pairs, encoder, batch_size=args.batch_size)
+    payload = evaluate_vlm(
+        pairs, encoder, batch_size=args.batch_size, show_progress=not args.no_progress
+    )
     payload["clip"] = str(Path(args.clip).expanduser())
     payload["data"] = str(Path(args.data).expanduser())
     rows = [
@@ -1221,6 +1223,7 @@ def _parser() -> argparse.ArgumentParser:
     mllm.add_argument("--patterns", help="pattern labels (CSV or JSON, Index -> pattern)")
     mllm.add_argument("--limit", type=positive_int, help="only the first N pairs")
     add_judge_options(mllm)
+    add_progress_option(mllm)
 
     vlm = commands.add_parser("vlm", help="MMVP-VLM: text-to-image matching with a CLIP")
     vlm.add_argument("--data", required=True, help=f"MMVP-VLM folder: {MMVP_VLM_LAYOUT}")
@@ -1228,6 +1231,7 @@ def _parser() -> argparse.ArgumentParser:
     vlm.add_argument("--batch-size", type=positive_int, default=32)
     vlm.add_argument("--limit", type=positive_int, help="only the first N pairs")
     add_device_options(vlm)
+    add_progress_option(vlm)
 
     correlate = commands.add_parser(
         "correlate", help="Pearson correlation of per-pattern CLIP and MLLM scores"
@@ -1249,6 +1253,7 @@ _DEFAULT_OUT = {"mllm": "mmvp_mllm.json", "vlm": "mmvp_vlm.json", "correlate": "
 def main(argv: list[str] | None = None) -> int:
     """``python -m vlrl.mmvp mllm|vlm|correlate``; returns the exit status (2 on bad input)."""
     args = _parser().parse_args(argv)
+    silence_transformers_progress()
     runners = {"mllm": _run_mllm, "vlm": _run_vlm, "correlate": _run_correlate}
     try:
         payload = runners[args.command](args)

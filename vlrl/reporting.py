@@ -1,11 +1,13 @@
-"""Result tables, JSON reports and the small statistics the evaluation CLIs share."""
+"""Result tables, progress bars, JSON reports and the small statistics the evaluation CLIs
+share."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,58 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         table.add_row(*(_cell(value) for value in row))
     # A fixed width keeps the table whole when stdout is a pipe or a log file.
     Console(width=max(100, 20 * len(columns))).print(table)
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int, enabled: bool = True
+) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr for the ``with`` block; yields ``advance(count=1, note=None)``.
+
+    stderr, and cleared at the end, so that stdout carries only the result tables. With
+    ``enabled=False`` (``--no-progress``) ``advance`` does nothing.
+    """
+    if not enabled:
+        yield lambda count=1, note=None: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("", total=total)
+
+    def advance(count: int = 1, note: str | None = None) -> None:
+        if note is None:
+            bar.update(task, advance=count)
+        else:
+            bar.update(task, advance=count, description=note)
+
+    with bar:
+        yield advance
+
+
+def tracked(items: Sequence[Any], description: str, enabled: bool = True) -> Iterable[Any]:
+    """Iterate ``items`` under a :func:`progress_bar`, one step per item."""
+    with progress_bar(description, len(items), enabled) as advance:
+        for item in items:
+            yield item
+            advance()
 
 
 def _jsonable(value: Any) -> Any:

@@ -407,7 +407,10 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path, capsys):
 def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     assert main(["--judge-url", "http://localhost:1/v1", "--out", str(tmp_path / "x")]) == 2
     assert "--judge-model" in capsys.readouterr().err
-    assert main(["--limit", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects it: exit status 2
+        main(["--limit", "0"])
+    assert exit_info.value.code == 2
+    assert "--limit: must be at least 1" in capsys.readouterr().err
     root = make_image_folder(tmp_path / "d", ["a", "b"], 1)
     assert main(["--data", f"x={root}", "--data", f"x={root}"]) == 2
     assert "must differ" in capsys.readouterr().err

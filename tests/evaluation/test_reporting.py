@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlrl.reporting import pearson, print_table, write_json
+from vlrl.reporting import pearson, print_table, progress_bar, tracked, write_json
 
 
 def test_print_table_formats_cells(capsys):
@@ -41,3 +41,13 @@ def test_pearson_matches_numpy():
         pearson([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="at least 2"):
         pearson([1], [1])
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_helpers_keep_items_and_stdout_clean(enabled, capsys):
+    assert list(tracked(["a", "b", "c"], "letters", enabled)) == ["a", "b", "c"]
+    with progress_bar("counting", 5, enabled) as advance:
+        advance()
+        advance(3, "three more")
+        advance(1)
+    assert capsys.readouterr().out == ""  # stdout is for the result tables only
