@@ -204,7 +204,8 @@ def open_dataset(
     cache: Path | None = None,
 ) -> EmtDataset:
     """Index one dataset (``path`` a folder, or ``"sklearn-digits"``); ``limit`` images per
-    class (a seeded subset). A missing folder is a FileNotFoundError naming the layout."""
+    class (a seeded subset). A missing folder is a FileNotFoundError naming the layout; a
+    folder with fewer than 2 classes is a ValueError."""
     if path == SKLEARN_DIGITS:
         root = sklearn_digits_folder(cache)
     else:
@@ -215,6 +216,13 @@ def open_dataset(
                 f"{IMAGE_FOLDER_LAYOUT}, or the built-in {SKLEARN_DIGITS!r}"
             )
     folder = ImageFolder.open(root, max_per_class=limit, seed=seed)
+    if len(folder.classes) < 2:
+        # One class makes the question its own answer: nothing is measured.
+        raise ValueError(
+            f"dataset {name!r} at {str(root)!r} has {len(folder.classes)} class folder "
+            f"({', '.join(folder.classes)}); a classification test needs at least 2 "
+            f"(layout {IMAGE_FOLDER_LAYOUT})"
+        )
     return EmtDataset(name, folder, folder.labels)
 
 

@@ -401,6 +401,9 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path, capsys):
     empty.mkdir()
     assert main(["--data", str(empty), "--out", str(tmp_path / "x.json")]) == 2
     assert "no class sub-folders" in capsys.readouterr().err
+    single = make_image_folder(tmp_path / "single", ["cat"], 2)
+    assert main(["--data", str(single), "--out", str(tmp_path / "x.json")]) == 2
+    assert "needs at least 2" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 
