@@ -276,10 +276,16 @@ def ppo_update(
     backward: Callable[[torch.Tensor], None] | None = None,
     clip_grad: Callable[[Sequence[torch.nn.Parameter], float], torch.Tensor] | None = None,
     reduce_grads: Callable[[], None] | None = None,
+    rank_mean: Callable[[float], float] | None = None,
 ) -> dict[str, float]:
     """PPO epochs over ``batch``: shuffled minibatches, accumulated gradients, one clipped
     optimizer step per minibatch. A step whose gradients are not finite is skipped (grads
-    zeroed, parameters untouched) and counted. Returns averaged statistics."""
+    zeroed, parameters untouched) and counted. Returns averaged statistics.
+
+    With ``target_kl``, the epochs stop once a step's approximate KL exceeds it. Under
+    several ranks ``rank_mean`` must average that KL across them: each rank sees its own
+    minibatch, and a rank that stopped alone would leave the others waiting in the next
+    gradient all-reduce until the process group times out."""
     params = [p for p in params if p.requires_grad]
     if norm_adv:
         batch = PPOBatch(
@@ -316,7 +322,7 @@ def ppo_update(
             kl = float(approx_kl(new_logprob, old))
             stats.add("approx_kl", kl, len(indices))
             stats.add("clipfrac", float(clipfrac(new_logprob, old, coef.clip_coef)), len(indices))
-            if target_kl is not None and kl > target_kl:
+            if target_kl is not None and (kl if rank_mean is None else rank_mean(kl)) > target_kl:
                 stop = True
                 break
         if stop:

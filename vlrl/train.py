@@ -404,6 +404,7 @@ def ppo_iteration(
     coef: LossCoefficients,
     reduce_grads=None,
     engine: dict | None = None,
+    rank_mean=None,
 ) -> Iteration:
     """Algorithm 1, one k: reset the envs, collect B transitions, GAE, PPO epochs.
 
@@ -440,6 +441,7 @@ def ppo_iteration(
         norm_adv=ppo_cfg.norm_adv,
         target_kl=ppo_cfg.target_kl,
         reduce_grads=reduce_grads,
+        rank_mean=rank_mean,
         **(engine or {}),
     )
     return Iteration(roll, tracker, buffer, stats, time.time() - started)
@@ -742,6 +744,7 @@ def run(cfg: TrainConfig, resume: Path | None = None) -> dict[str, Any]:
                 coef,
                 reduce_grads=(lambda: ctx.reduce_grads(params)) if ctx.world_size > 1 else None,
                 engine=engine,
+                rank_mean=(lambda v: ctx.mean({"kl": v})["kl"]) if ctx.world_size > 1 else None,
             )
             roll, tracker, buffer, train_stats = it.rollout, it.tracker, it.buffer, it.stats
             seconds_update = it.seconds_update

@@ -293,3 +293,37 @@ def test_nonfinite_gradient_step_is_skipped():
     assert stats["skipped_steps"] == 2 and stats["optimizer_steps"] == 0
     for p, b in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, b)
+
+
+@pytest.mark.parametrize(
+    ("target_kl", "ranks_mean", "steps"),
+    [
+        (-1.0, -2.0, 4),  # this rank's KL is over the target, the ranks' mean is not: go on
+        (1e9, 2e9, 1),  # this rank's KL is under the target, the ranks' mean is over: stop
+    ],
+)
+def test_target_kl_stop_follows_the_mean_over_ranks(target_kl, ranks_mean, steps):
+    # Every rank must take the same decision, or one waits alone in the next all-reduce.
+    seen: list[float] = []
+
+    def rank_mean(kl: float) -> float:
+        seen.append(kl)
+        return ranks_mean
+
+    model = TinyLM()
+    stats = ppo.ppo_update(
+        _batch(),
+        model.score,
+        list(model.parameters()),
+        torch.optim.Adam(model.parameters(), lr=1e-2),
+        coef=ppo.LossCoefficients(),
+        update_epochs=2,
+        minibatch_size=6,
+        forward_batch=6,
+        max_grad_norm=0.5,
+        generator=torch.Generator().manual_seed(3),
+        target_kl=target_kl,
+        rank_mean=rank_mean,
+    )
+    assert stats["optimizer_steps"] == steps
+    assert len(seen) == steps and all(math.isfinite(kl) for kl in seen)
