@@ -4,9 +4,10 @@ The dissertation's EMT (Section 2.4, Appendix A.3) measures forgetting after fin
 by asking a model to name the class of images from classification sets, then comparing its
 accuracy with the zero-shot accuracy of its own vision encoder. Here:
 
-1. every dataset is a local ImageFolder (``root/<class name>/<images>``) or the built-in
-   ``sklearn-digits`` (scikit-learn's real 8x8 handwritten digits, exported once into the
-   vlrl cache);
+1. every dataset is a local ImageFolder (``root/<class name>/<images>``, with an optional
+   ``class_names.json`` for WordNet-id folders), a CIFAR-10 / CIFAR-100 / MNIST archive
+   folder as distributed, or the built-in ``sklearn-digits`` (scikit-learn's real 8x8
+   handwritten digits); archives and digits are exported once into the vlrl cache;
 2. the policy answers the EMT prompt (:func:`emt_prompt`: "number" wording when every label
    is a digit, "object" otherwise) in batches;
 3. every output is scored three ways, side by side:
@@ -54,9 +55,11 @@ from vlrl.cli_options import (
     silence_transformers_progress,
 )
 from vlrl.image_folders import (
+    ARCHIVE_LAYOUTS,
     IMAGE_FOLDER_LAYOUT,
+    SKLEARN_DIGITS,
     ImageFolder,
-    export_sklearn_digits,
+    as_image_folder,
 )
 from vlrl.judge import ask_all, emt_judge_question
 from vlrl.label_match import OUTCOMES, LabelMatcher, load_synonyms, normalize_text
@@ -73,10 +76,8 @@ __all__ = [
     "main",
     "open_dataset",
     "run_emt",
-    "sklearn_digits_folder",
 ]
 
-SKLEARN_DIGITS = "sklearn-digits"
 DEFAULT_LABEL_TEMPLATE = "The {kind} in the image is {label}."
 # CLIP's usual zero-shot prompts: its MNIST prompt for digits, the generic one otherwise.
 ZERO_SHOT_TEMPLATES = {"number": 'a photo of the number: "{}".', "object": "a photo of a {}."}
@@ -170,20 +171,6 @@ class EmtDataset:
         return emt_prompt(self.labels)
 
 
-def sklearn_digits_folder(cache: Path | None = None) -> Path:
-    """scikit-learn's digits as an ImageFolder in the vlrl cache (exported on first use)."""
-    if cache is None:
-        from vlrl.models.tokenizer import cache_dir
-
-        cache = cache_dir()
-    folder = Path(cache).expanduser() / "sklearn-digits-32"
-    done = folder / ".complete"
-    if not done.exists():
-        export_sklearn_digits(folder, size=32)
-        done.write_text("scikit-learn digits exported by vlrl.emt\n")
-    return folder
-
-
 def _parse_data_spec(spec: str) -> tuple[str, str]:
     if spec == SKLEARN_DIGITS:
         return SKLEARN_DIGITS, SKLEARN_DIGITS
@@ -203,18 +190,21 @@ def open_dataset(
     seed: int = 0,
     cache: Path | None = None,
 ) -> EmtDataset:
-    """Index one dataset (``path`` a folder, or ``"sklearn-digits"``); ``limit`` images per
-    class (a seeded subset). A missing folder is a FileNotFoundError naming the layout; a
+    """Index one dataset (``path`` an ImageFolder, a CIFAR-10 / CIFAR-100 / MNIST archive
+    folder, or ``"sklearn-digits"``; archives are exported once under ``cache``, the vlrl
+    cache by default); ``limit`` images per class (a seeded subset). A missing folder is a FileNotFoundError naming the layout; a
     folder with fewer than 2 classes is a ValueError."""
-    if path == SKLEARN_DIGITS:
-        root = sklearn_digits_folder(cache)
-    else:
-        root = Path(path).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"dataset {name!r}: no folder at {str(root)!r}; expected the layout "
-                f"{IMAGE_FOLDER_LAYOUT}, or the built-in {SKLEARN_DIGITS!r}"
-            )
+    if path != SKLEARN_DIGITS and not Path(path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"dataset {name!r}: no folder at {str(Path(path).expanduser())!r}; expected the "
+            f"layout {IMAGE_FOLDER_LAYOUT}, one of the archives {'; '.join(ARCHIVE_LAYOUTS)}, "
+            f"or the built-in {SKLEARN_DIGITS!r}"
+        )
+    if cache is None:
+        from vlrl.models.tokenizer import cache_dir
+
+        cache = cache_dir()
+    root = as_image_folder(path, cache)
     folder = ImageFolder.open(root, max_per_class=limit, seed=seed)
     if len(folder.classes) < 2:
         # One class makes the question its own answer: nothing is measured.
@@ -510,7 +500,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME=PATH",
         help=(
-            "a dataset in the ImageFolder layout root/<class name>/<images> (repeatable); "
+            "a dataset (repeatable): an ImageFolder root/<class name>/<images>, a "
+            "cifar-10-batches-py / cifar-100-python / MNIST idx folder (test split), or "
             f"'{SKLEARN_DIGITS}' for scikit-learn's digits (the default)"
         ),
     )
@@ -549,7 +540,9 @@ def _parser() -> argparse.ArgumentParser:
         help="zero-shot prompt with {} for the label (default: CLIP's digit prompt for digit "
         'labels, "a photo of a {}." otherwise)',
     )
-    parser.add_argument("--cache-dir", default=None, help="where sklearn-digits is exported")
+    parser.add_argument(
+        "--cache-dir", default=None, help="where sklearn-digits and archives are exported"
+    )
     parser.add_argument("--examples", type=int, default=3, help="hallucinated outputs shown")
     parser.add_argument("--out", default="emt_results.json", help="JSON report path")
     add_progress_option(parser)
