@@ -2,8 +2,9 @@
 
 * a Llama-3-style tokenizer (byte-level BPE behind Llama 3's split regex);
 * a Mistral-style tokenizer (sentencepiece-like BPE with a Metaspace pre-tokenizer);
-* a LLaVA-NeXT folder (CLIP + Mistral, anyres tiling) and a Mllama folder (tiled vision
-  encoder, cross-attention), each with its processor, loadable by ``load_policy(path)``.
+* a LLaVA-1.5-style folder (CLIP + Mistral, one fixed-size image), a LLaVA-NeXT folder
+  (CLIP + Mistral, anyres tiling) and a Mllama folder (tiled vision encoder,
+  cross-attention), each with its processor, loadable by ``load_policy(path)``.
 """
 
 from __future__ import annotations
@@ -122,6 +123,71 @@ def mistral_style_tokenizer(vocab_size: int = 700) -> PreTrainedTokenizerFast:
     )
 
 
+def _tiny_mistral_config(tokenizer):
+    from transformers import MistralConfig
+
+    return MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def build_llava_folder(folder: Path, image_size: int = 28, patch_size: int = 7) -> Path:
+    """A random LLaVA-1.5-architecture model (CLIP ``image_size`` px / ``patch_size``, width
+    32, Mistral 2 layers) with its processor: every image becomes one fixed patch grid."""
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = mistral_style_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=32,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=_tiny_mistral_config(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_llava_next_folder(folder: Path) -> Path:
     """A random LLaVA-NeXT (CLIP 28 px / patch 7, Mistral 2 layers) with its processor."""
     from transformers import (
@@ -130,7 +196,6 @@ def build_llava_next_folder(folder: Path) -> Path:
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessorPil,
         LlavaNextProcessor,
-        MistralConfig,
     )
 
     tokenizer = mistral_style_tokenizer()
@@ -144,22 +209,9 @@ def build_llava_next_folder(folder: Path) -> Path:
         patch_size=7,
         projection_dim=32,
     )
-    text = MistralConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
     config = LlavaNextConfig(
         vision_config=vision,
-        text_config=text,
+        text_config=_tiny_mistral_config(tokenizer),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_layer=-1,

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import torch
 
-from vlrl.models.mof import MOF_MODES, MoFVision, tiny_dino_config
+from vlrl.models.mof import (
+    MOF_MODES,
+    MoFVision,
+    dino_config_from_json,
+    load_dino,
+    tiny_dino_config,
+)
 from vlrl.models.policy import (
+    CLIP_MEAN,
+    CLIP_STD,
     MOF_CONFIG_FILE,
     POLICY_META_FILE,
     POLICY_WEIGHTS_FILE,
@@ -63,6 +71,7 @@ class _BuildOptions:
     value_head_hidden: tuple[int, int] = DEFAULT_VALUE_HEAD_HIDDEN
     mof: str | None = None
     mof_alpha: float = 0.5
+    mof_dino: str | None = None
 
 
 def load_policy(
@@ -78,6 +87,7 @@ def load_policy(
     value_head_hidden: tuple[int, int] = DEFAULT_VALUE_HEAD_HIDDEN,
     tiny: TinyConfig | None = None,
     mof_alpha: float = 0.5,
+    mof_dino: str | None = None,
 ) -> VLMPolicy:
     """Build or load a policy.
 
@@ -88,8 +98,12 @@ def load_policy(
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the backbone (the value
             head stays float32).
         value_head: attach the value MLP (widths ``value_head_hidden``).
-        mof: None, ``"additive"`` or ``"interleaved"`` (``"tiny"`` only: a tiny DINOv2
-            tower with the CLIP tower's patch grid; ``mof_alpha`` weighs CLIP in additive).
+        mof: None, ``"additive"`` or ``"interleaved"``: a DINOv2 tower beside CLIP, on
+            ``"tiny"`` or a local LLaVA(-1.5) folder (not LLaVA-NeXT or Mllama);
+            ``mof_alpha`` weighs CLIP in additive MoF.
+        mof_dino: a local DINOv2 folder for the MoF tower (needed over a LLaVA folder; for
+            ``"tiny"`` optional, default a random tiny tower with the CLIP patch grid). It
+            must cut the CLIP image into the CLIP tower's patch grid (e.g. both /14 at 336 px).
         attn: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"`` (needs flash-attn).
         device: torch device string.
         seed: seeds the random weights (tiny, value head, MoF, LoRA) and the policy's
@@ -122,6 +136,7 @@ def load_policy(
         value_head_hidden=value_head_hidden,
         mof=mof,
         mof_alpha=mof_alpha,
+        mof_dino=mof_dino,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -222,9 +237,7 @@ def _finish(
         meta,
         lora=lora_meta(options.lora),
         value_head=list(head.widths) if head is not None else None,
-        mof=(
-            {"mode": mof_module.mode, "alpha": mof_module.alpha} if mof_module is not None else None
-        ),
+        mof=mof_module.meta() if mof_module is not None else None,
     )
     return VLMPolicy(
         model,
@@ -257,12 +270,13 @@ def _build_tiny(tiny: TinyConfig, options: _BuildOptions) -> VLMPolicy:
     hf_model.generation_config.eos_token_id = tokenizer.eos_token_id
     mof_module = None
     if options.mof is not None:
-        mof_module = MoFVision(
-            options.mof,
-            tiny_dino_config(tiny.image_size, tiny.patch_size, tiny.vision_hidden),
-            tiny.text_hidden,
-            options.mof_alpha,
-        ).to(options.torch_dtype)
+        if options.mof_dino is None:
+            dino = tiny_dino_config(tiny.image_size, tiny.patch_size, tiny.vision_hidden)
+            mof_module = MoFVision(options.mof, dino, tiny.text_hidden, options.mof_alpha)
+        else:
+            mof_module = _mof_from_folder(options, tiny.text_hidden, (CLIP_MEAN, CLIP_STD))
+        mof_module = mof_module.to(options.torch_dtype)
+        mof_module.check_grid(tiny.image_size, tiny.patch_size)
     meta = {
         "format": 1,
         "base": None,
@@ -301,12 +315,49 @@ def _vision_image_size(config) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
-def _load_pretrained(folder: Path, options: _BuildOptions) -> VLMPolicy:
+def _mof_from_folder(options: _BuildOptions, text_hidden: int, clip_norm) -> MoFVision:
+    """The MoF module around the DINOv2 tower of ``options.mof_dino``."""
+    dino, dino_norm = load_dino(options.mof_dino, options.torch_dtype)
+    return MoFVision(
+        options.mof,
+        dino,
+        text_hidden,
+        options.mof_alpha,
+        clip_norm=clip_norm,
+        dino_norm=dino_norm,
+    )
+
+
+def _check_mof_family(family: str, folder: Path) -> None:
+    if family == "llava_next":
+        raise ValueError(
+            f"MoF is not supported on LLaVA-NeXT ({str(folder)!r}): anyres tiling gives each "
+            "image a different number of patches, with no fixed grid to interleave DINOv2 into; "
+            "use a LLaVA(-1.5) folder or 'tiny'"
+        )
+    if family == "mllama":
+        raise ValueError(
+            f"MoF is not supported on Mllama ({str(folder)!r}): its image enters the language "
+            "model through cross-attention, not as image tokens to mix or interleave; use a "
+            "LLaVA(-1.5) folder or 'tiny'"
+        )
+
+
+def _load_pretrained(
+    folder: Path, options: _BuildOptions, mof_module: MoFVision | None = None
+) -> VLMPolicy:
+    """Load a transformers model folder; ``mof_module`` (a saved policy's) or
+    ``options.mof`` adds the MoF tower."""
     from transformers import AutoProcessor
 
     model_class, family = _family_of(folder)
-    if options.mof is not None:
-        raise ValueError("MoF is built on the tiny model only (mof=... with 'tiny')")
+    if options.mof is not None or mof_module is not None:
+        _check_mof_family(family, folder)
+        if mof_module is None and options.mof_dino is None:
+            raise ValueError(
+                f"mof={options.mof!r} over {str(folder)!r} needs mof_dino=<a local DINOv2 "
+                "folder> (only 'tiny' has a built-in random tower)"
+            )
     hf_model = model_class.from_pretrained(
         folder,
         local_files_only=True,
@@ -317,14 +368,32 @@ def _load_pretrained(folder: Path, options: _BuildOptions) -> VLMPolicy:
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    image_size = _vision_image_size(hf_model.config)
+    if mof_module is None and options.mof is not None:
+        image_processor = processor.image_processor
+        clip_norm = (image_processor.image_mean, image_processor.image_std)
+        text_hidden = hf_model.config.get_text_config().hidden_size
+        mof_module = _mof_from_folder(options, text_hidden, clip_norm)
+    if mof_module is not None:
+        mof_module = mof_module.to(options.torch_dtype)
+        vision_config = hf_model.config.vision_config
+        mof_module.check_grid(image_size, int(vision_config.patch_size))
+        if mof_module.mode == "additive" and (
+            mof_module.dino.config.hidden_size != vision_config.hidden_size
+        ):
+            raise ValueError(
+                "additive MoF needs CLIP and DINOv2 features of the same width: CLIP "
+                f"{vision_config.hidden_size}, DINOv2 {mof_module.dino.config.hidden_size} "
+                "(interleaved MoF has its own adapter and takes any width)"
+            )
     meta = {"format": 1, "base": str(folder.resolve())}
     return _finish(
         hf_model,
         tokenizer,
         family=family,
-        image_size=_vision_image_size(hf_model.config),
+        image_size=image_size,
         processor=processor,
-        mof_module=None,
+        mof_module=mof_module,
         meta=meta,
         options=options,
     )
@@ -334,7 +403,7 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
     """Restore a :meth:`VLMPolicy.save` folder: its meta decides LoRA, value head and MoF;
     only ``options.torch_dtype``, ``attn`` and ``seed`` apply."""
     from safetensors.torch import load_file
-    from transformers import AutoProcessor, Dinov2Config, PreTrainedTokenizerFast
+    from transformers import AutoProcessor, PreTrainedTokenizerFast
 
     meta = json.loads((folder / POLICY_META_FILE).read_text())
     lora = LoraSettings(**meta["lora"]) if meta.get("lora") else None
@@ -345,8 +414,12 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
         value_head=meta.get("value_head") is not None,
         value_head_hidden=widths,
         mof=None,
+        mof_dino=None,
     )
     mof_meta = meta.get("mof")
+    dino_config = None
+    if mof_meta:
+        dino_config = dino_config_from_json((folder / MOF_CONFIG_FILE).read_text())
     if meta.get("base") is None:
         import transformers
         from transformers import AutoConfig, GenerationConfig
@@ -367,10 +440,8 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
             tokenizer = processor.tokenizer
         mof_module = None
         if mof_meta:
-            dino_config = Dinov2Config.from_json_file(folder / MOF_CONFIG_FILE)
-            mof_module = MoFVision(
-                mof_meta["mode"], dino_config, config.text_config.hidden_size, mof_meta["alpha"]
-            ).to(options.torch_dtype)
+            mof_module = _saved_mof(mof_meta, dino_config, config.text_config.hidden_size)
+            mof_module = mof_module.to(options.torch_dtype)
         kept = ("format", "base", "tiny", "answer_token")
         policy = _finish(
             hf_model,
@@ -388,7 +459,14 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
             raise FileNotFoundError(
                 f"saved policy {str(folder)!r} builds on {str(base)!r}, which does not exist"
             )
-        policy = _load_pretrained(base, options)
+        mof_module = None
+        if mof_meta:
+            from transformers import AutoConfig
+
+            text_hidden = AutoConfig.from_pretrained(base, local_files_only=True)
+            text_hidden = text_hidden.get_text_config().hidden_size
+            mof_module = _saved_mof(mof_meta, dino_config, text_hidden)
+        policy = _load_pretrained(base, options, mof_module)
         policy.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         policy.tokenizer = policy.processor.tokenizer
     state = load_file(folder / POLICY_WEIGHTS_FILE)
@@ -404,3 +482,18 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
             raise ValueError(f"saved policy {str(folder)!r} lacks tensors: {missing[:5]}")
     policy.load_state_dict(state, strict=False)
     return policy
+
+
+def _saved_mof(mof_meta: dict, dino_config, text_hidden: int) -> MoFVision:
+    """The MoF module a saved policy describes (weights loaded afterwards)."""
+    clip_norm = tuple(mof_meta.get("clip_norm") or (CLIP_MEAN, CLIP_STD))
+    # Policies saved before the renormalisation fed DINOv2 the CLIP pixels unchanged.
+    dino_norm = tuple(mof_meta.get("dino_norm") or clip_norm)
+    return MoFVision(
+        mof_meta["mode"],
+        dino_config,
+        text_hidden,
+        mof_meta["alpha"],
+        clip_norm=clip_norm,
+        dino_norm=dino_norm,
+    )

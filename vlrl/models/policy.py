@@ -275,7 +275,8 @@ class VLMPolicy(nn.Module):
         How many placeholders an image needs depends only on its size, so the processor
         (which also preprocesses the pixels, the slow part) runs once per image shape for the
         LLaVA families; later prompts are tokenized directly and the single placeholder
-        repeated that many times.
+        repeated that many times. With MoF the processor's run of placeholders (one per CLIP
+        patch) becomes :meth:`MoFVision.tokens_per_image` of it (twice as many interleaved).
         """
         shape = tuple(np.shape(image))
         count = self._image_token_counts.get(shape)
@@ -286,6 +287,8 @@ class VLMPolicy(nn.Module):
                 images=[self._pil(image)], text=[text], return_tensors="pt", **kwargs
             )
             ids = out["input_ids"][0].to(torch.long)
+            if self.mof is not None:
+                ids = self._mof_placeholders(ids)
             self._image_token_counts[shape] = int((ids == self.image_token_id).sum())
             return ids
         ids = self.tokenizer(text, return_tensors="pt", **kwargs)["input_ids"][0].to(torch.long)
@@ -296,6 +299,30 @@ class VLMPolicy(nn.Module):
         placeholders = torch.full((count,), self.image_token_id, dtype=torch.long)
         return torch.cat([ids[:at], placeholders, ids[at + 1 :]])
 
+    def _mof_placeholders(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` with its one run of CLIP image placeholders resized for the MoF tokens."""
+        where = torch.nonzero(ids == self.image_token_id).flatten()
+        if where.numel() == 0:
+            raise ValueError("the processor put no image placeholder in the prompt")
+        start, end = int(where[0]), int(where[-1]) + 1
+        if end - start != where.numel():
+            raise ValueError("MoF expects one contiguous run of image placeholders per prompt")
+        count = self.mof.tokens_per_image(end - start)
+        placeholders = torch.full((count,), self.image_token_id, dtype=torch.long)
+        return torch.cat([ids[:start], placeholders, ids[end:]])
+
+    def _mof_vision(self, pixels: torch.Tensor) -> dict:
+        """Model keyword arguments carrying the merged MoF image features of ``pixels``:
+        transformers' LLaVA scatters them into the placeholder positions as they are."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        features = self.mof.image_features(self._hf.model, pixels)
+        return {
+            "mm_encoder_outputs": {
+                "image": BaseModelOutputWithPooling(pooler_output=list(features))
+            }
+        }
+
     def _vision_inputs(self, images: Sequence[np.ndarray | None], input_ids: torch.Tensor) -> dict:
         """Model keyword arguments for the images of a (left-padded) batch."""
         present = [image for image in images if image is not None]
@@ -305,14 +332,7 @@ class VLMPolicy(nn.Module):
         if self.processor is None:
             pixels = self._tiny_pixels(present)
             if self.mof is not None:
-                from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-                features = self.mof.image_features(self._hf.model, pixels)
-                return {
-                    "mm_encoder_outputs": {
-                        "image": BaseModelOutputWithPooling(pooler_output=list(features))
-                    }
-                }
+                return self._mof_vision(pixels)
             return {"pixel_values": pixels}
         processed = self._processed_images(present)
         dtype = self._hf.dtype
@@ -326,6 +346,8 @@ class VLMPolicy(nn.Module):
                 "aspect_ratio_mask": aspect_ratio_mask,
                 "cross_attention_mask": self._mllama_cross_mask(input_ids, aspect_ratio_mask),
             }
+        if self.mof is not None:
+            return self._mof_vision(processed["pixel_values"].to(device, dtype))
         vision = {"pixel_values": processed["pixel_values"].to(device, dtype)}
         if "image_sizes" in processed:
             vision["image_sizes"] = processed["image_sizes"].to(device)
