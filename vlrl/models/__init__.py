@@ -276,7 +276,7 @@ def _build_tiny(tiny: TinyConfig, options: _BuildOptions) -> VLMPolicy:
         else:
             mof_module = _mof_from_folder(options, tiny.text_hidden, (CLIP_MEAN, CLIP_STD))
         mof_module = mof_module.to(options.torch_dtype)
-        mof_module.check_grid(tiny.image_size, tiny.patch_size)
+        mof_module.check_fits(tiny.image_size, tiny.patch_size, tiny.vision_hidden)
     meta = {
         "format": 1,
         "base": None,
@@ -377,15 +377,9 @@ def _load_pretrained(
     if mof_module is not None:
         mof_module = mof_module.to(options.torch_dtype)
         vision_config = hf_model.config.vision_config
-        mof_module.check_grid(image_size, int(vision_config.patch_size))
-        if mof_module.mode == "additive" and (
-            mof_module.dino.config.hidden_size != vision_config.hidden_size
-        ):
-            raise ValueError(
-                "additive MoF needs CLIP and DINOv2 features of the same width: CLIP "
-                f"{vision_config.hidden_size}, DINOv2 {mof_module.dino.config.hidden_size} "
-                "(interleaved MoF has its own adapter and takes any width)"
-            )
+        mof_module.check_fits(
+            image_size, int(vision_config.patch_size), int(vision_config.hidden_size)
+        )
     meta = {"format": 1, "base": str(folder.resolve())}
     return _finish(
         hf_model,

@@ -115,6 +115,18 @@ class MoFVision(nn.Module):
             "dino_norm": [list(self.dino_mean), list(self.dino_std)],
         }
 
+    def check_fits(self, image_size: int, clip_patch_size: int, clip_hidden: int) -> None:
+        """Raise unless this tower fits the CLIP tower: the same patch grid, and for additive
+        MoF the same feature width."""
+        self.check_grid(image_size, clip_patch_size)
+        dino_hidden = self.dino.config.hidden_size
+        if self.mode == "additive" and dino_hidden != clip_hidden:
+            raise ValueError(
+                f"additive MoF needs CLIP and DINOv2 features of the same width: CLIP "
+                f"{clip_hidden}, DINOv2 {dino_hidden} (interleaved MoF has its own adapter "
+                "and takes any width)"
+            )
+
     def check_grid(self, image_size: int, clip_patch_size: int) -> None:
         """Raise unless CLIP and DINOv2 cut an ``image_size`` image into the same grid."""
         clip_grid = image_size // clip_patch_size
