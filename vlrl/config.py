@@ -76,6 +76,10 @@ class ModelConfig:
     lora_dropout: float = _f(0.05, "LoRA dropout.")
     attn: str = _f("sdpa", "Attention implementation: sdpa, eager or flash_attention_2.")
     mof: str | None = _f(None, "Mixture-of-features vision: null, 'additive' or 'interleaved'.")
+    mof_dino: str | None = _f(
+        None,
+        "Local DINOv2 folder for the MoF tower (needed with a LLaVA folder; 'tiny' defaults to a random tiny tower).",
+    )
     cnn_hidden: int = _f(256, "CNN baseline: width of the 2-layer MLP on the frozen features.")
 
 
