@@ -123,7 +123,9 @@ def test_dino_tower_receives_dino_normalised_pixels(folders):
     assert (clip - expected).abs().max() > 0.05
 
 
-def test_lora_reaches_the_dino_tower(folders):
+def test_lora_reaches_the_dino_tower_and_reloads_from_its_folder(folders, tmp_path):
+    from safetensors.torch import load_file
+
     policy = _load(folders, "interleaved", lora=LoraSettings(r=2, alpha=4))
     trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
     assert any(n.startswith("mof.dino.") and "lora_" in n for n in trainable)
@@ -133,6 +135,21 @@ def test_lora_reaches_the_dino_tower(folders):
     rescore(policy, images, out).logprob.sum().backward()
     dino_lora = [p for n, p in policy.mof.dino.named_parameters() if "lora_B" in n]
     assert dino_lora and all(p.grad is not None for p in dino_lora)
+    with torch.no_grad():
+        for param in policy.trainable_parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    policy.save(tmp_path / "saved")
+    # The frozen DINOv2 weights stay in their folder; its LoRA and the adapter are saved.
+    saved = set(load_file(tmp_path / "saved" / "policy.safetensors"))
+    dino_saved = {name for name in saved if name.startswith("mof.dino.")}
+    assert dino_saved and all("lora_" in name for name in dino_saved)
+    assert any(name.startswith("mof.adapter.") for name in saved)
+    reloaded = load_policy(str(tmp_path / "saved"))
+    first = policy.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=3)
+    second = reloaded.generate(images, PROMPTS[:2], temperature=1.0, max_new_tokens=6, seed=3)
+    assert first.texts == second.texts
+    for x, y in zip(first.token_logprobs, second.token_logprobs, strict=True):
+        assert torch.equal(x, y)
 
 
 def test_tiny_with_a_dino_folder_interpolates_its_positions(tmp_path):

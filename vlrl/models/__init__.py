@@ -325,6 +325,7 @@ def _mof_from_folder(options: _BuildOptions, text_hidden: int, clip_norm) -> MoF
         options.mof_alpha,
         clip_norm=clip_norm,
         dino_norm=dino_norm,
+        dino_folder=str(Path(options.mof_dino).expanduser().resolve()),
     )
 
 
@@ -459,7 +460,17 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
 
             text_hidden = AutoConfig.from_pretrained(base, local_files_only=True)
             text_hidden = text_hidden.get_text_config().hidden_size
-            mof_module = _saved_mof(mof_meta, dino_config, text_hidden)
+            # A policy over a base folder saved only the DINOv2 weights it trained (none under
+            # LoRA but the adapters): the rest comes from the tower's own folder.
+            dino = dino_config
+            if mof_meta.get("dino_folder"):
+                if not Path(mof_meta["dino_folder"]).is_dir():
+                    raise FileNotFoundError(
+                        f"saved policy {str(folder)!r} builds on the DINOv2 folder "
+                        f"{mof_meta['dino_folder']!r}, which does not exist"
+                    )
+                dino = load_dino(mof_meta["dino_folder"], options.torch_dtype)[0]
+            mof_module = _saved_mof(mof_meta, dino, text_hidden)
         policy = _load_pretrained(base, options, mof_module)
         policy.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         policy.tokenizer = policy.processor.tokenizer
@@ -478,16 +489,18 @@ def _load_saved(folder: Path, options: _BuildOptions) -> VLMPolicy:
     return policy
 
 
-def _saved_mof(mof_meta: dict, dino_config, text_hidden: int) -> MoFVision:
-    """The MoF module a saved policy describes (weights loaded afterwards)."""
+def _saved_mof(mof_meta: dict, dino, text_hidden: int) -> MoFVision:
+    """The MoF module a saved policy describes around ``dino`` (a config or a loaded tower;
+    saved weights loaded afterwards)."""
     clip_norm = tuple(mof_meta.get("clip_norm") or (CLIP_MEAN, CLIP_STD))
     # Policies saved before the renormalisation fed DINOv2 the CLIP pixels unchanged.
     dino_norm = tuple(mof_meta.get("dino_norm") or clip_norm)
     return MoFVision(
         mof_meta["mode"],
-        dino_config,
+        dino,
         text_hidden,
         mof_meta["alpha"],
         clip_norm=clip_norm,
         dino_norm=dino_norm,
+        dino_folder=mof_meta.get("dino_folder"),
     )

@@ -56,8 +56,9 @@ def _triple(values: Sequence[float] | float, what: str) -> tuple[float, float, f
 class MoFVision(nn.Module):
     """The second vision tower, its adapter and the merge rule for LLaVA-architecture models.
 
-    ``dino`` is a DINOv2 config (random weights) or a loaded DINOv2 model. ``clip_norm`` is
-    the (mean, std) the CLIP pixels arrive normalised with, ``dino_norm`` the DINOv2 tower's.
+    ``dino`` is a DINOv2 config (random weights) or a loaded DINOv2 model (``dino_folder``
+    names its folder). ``clip_norm`` is the (mean, std) the CLIP pixels arrive normalised
+    with, ``dino_norm`` the DINOv2 tower's.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class MoFVision(nn.Module):
         *,
         clip_norm: tuple[Sequence[float], Sequence[float]] = (CLIP_MEAN, CLIP_STD),
         dino_norm: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+        dino_folder: str | None = None,
     ) -> None:
         super().__init__()
         if mode not in MOF_MODES:
@@ -77,6 +79,7 @@ class MoFVision(nn.Module):
             raise ValueError(f"mof alpha must lie in [0, 1], got {alpha}")
         self.mode = mode
         self.alpha = float(alpha)
+        self.dino_folder = dino_folder
         if isinstance(dino, PretrainedConfig):
             if dino.model_type not in DINO_MODEL_TYPES:
                 raise ValueError(
@@ -113,6 +116,7 @@ class MoFVision(nn.Module):
             "alpha": self.alpha,
             "clip_norm": [list(self.clip_mean), list(self.clip_std)],
             "dino_norm": [list(self.dino_mean), list(self.dino_std)],
+            "dino_folder": self.dino_folder,
         }
 
     def check_fits(self, image_size: int, clip_patch_size: int, clip_hidden: int) -> None:

@@ -732,7 +732,8 @@ class VLMPolicy(nn.Module):
 
         A policy built from a config (``tiny``) is saved whole; one loaded from a model
         folder saves only what differs from that folder (its trainable tensors, the value
-        head and MoF modules) plus the folder's path.
+        head, the MoF adapter and any MoF tower not read from a DINOv2 folder) plus the
+        folders' paths.
         """
         from safetensors.torch import save_file
 
@@ -742,10 +743,14 @@ class VLMPolicy(nn.Module):
         state = self.state_dict()
         if base is not None:
             keep = {name for name, param in self.named_parameters() if param.requires_grad}
+            ours = ("value_head.", "mof.")
+            if self.mof is not None and self.mof.dino_folder is not None:
+                # Frozen DINOv2 weights reload from their folder, like the base model's.
+                ours = ("value_head.", "mof.adapter.")
             state = {
                 name: tensor
                 for name, tensor in state.items()
-                if name in keep or name.startswith(("value_head.", "mof."))
+                if name in keep or name.startswith(ours)
             }
         else:
             self._hf.config.save_pretrained(folder)
