@@ -93,16 +93,10 @@ class MoFVision(nn.Module):
         self.adapter = (
             DinoAdapter(dino_config.hidden_size, text_hidden) if mode == "interleaved" else None
         )
+        # Plain floats, not buffers: a bf16 cast of the module must not round them, and they
+        # travel in the saved policy's metadata rather than its weights.
         self.clip_mean, self.clip_std = (_triple(v, "clip_norm") for v in clip_norm)
         self.dino_mean, self.dino_std = (_triple(v, "dino_norm") for v in dino_norm)
-        # CLIP-normalised x -> DINO-normalised: x * scale + shift per channel (one affine map;
-        # not persistent: the norms travel in the saved policy's metadata).
-        clip_mean, clip_std = torch.tensor(self.clip_mean), torch.tensor(self.clip_std)
-        dino_mean, dino_std = torch.tensor(self.dino_mean), torch.tensor(self.dino_std)
-        scale = clip_std / dino_std
-        shift = (clip_mean - dino_mean) / dino_std
-        self.register_buffer("_renorm_scale", scale.view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_renorm_shift", shift.view(1, 3, 1, 1), persistent=False)
 
     @property
     def dino_patch_size(self) -> int:
@@ -147,9 +141,13 @@ class MoFVision(nn.Module):
         return clip_tokens if self.mode == "additive" else 2 * clip_tokens
 
     def dino_pixels(self, clip_pixels: torch.Tensor) -> torch.Tensor:
-        """The CLIP-normalised ``[N, 3, H, W]`` pixels renormalised for DINOv2."""
-        scale = self._renorm_scale.to(clip_pixels.device, torch.float32)
-        shift = self._renorm_shift.to(clip_pixels.device, torch.float32)
+        """The CLIP-normalised ``[N, 3, H, W]`` pixels renormalised for DINOv2 (one affine
+        map per channel: undo CLIP's mean and std, apply DINOv2's)."""
+        device = clip_pixels.device
+        clip_mean, clip_std = torch.tensor(self.clip_mean), torch.tensor(self.clip_std)
+        dino_mean, dino_std = torch.tensor(self.dino_mean), torch.tensor(self.dino_std)
+        scale = (clip_std / dino_std).view(1, 3, 1, 1).to(device)
+        shift = ((clip_mean - dino_mean) / dino_std).view(1, 3, 1, 1).to(device)
         dtype = next(self.dino.parameters()).dtype
         return (clip_pixels.float() * scale + shift).to(dtype)
 
