@@ -204,6 +204,8 @@ def test_unsupported_combinations_are_clear_errors(folders):
         load_policy(str(folders["llava"]), mof="additive", mof_dino=str(root / "no-such-dino"))
     with pytest.raises(ValueError, match="mof_dino"):
         load_policy(str(folders["llava"]), mof="additive")
+    with pytest.raises(ValueError, match="needs mof="):
+        load_policy(str(folders["llava"]), mof_dino=dino)
     with pytest.raises(ValueError, match="holds a 'llava'"):
         load_policy(str(folders["llava"]), mof="additive", mof_dino=str(folders["llava"]))
     # The tiny model's CLIP is 64 wide, the DINOv2 folder's 32: additive cannot mix them.

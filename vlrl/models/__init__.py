@@ -127,6 +127,8 @@ def load_policy(
             raise ImportError("attn='flash_attention_2' needs the flash-attn package") from error
     if mof is not None and mof not in MOF_MODES:
         raise ValueError(f"mof must be None or one of {MOF_MODES}, got {mof!r}")
+    if mof_dino is not None and mof is None:
+        raise ValueError(f"mof_dino={mof_dino!r} needs mof='additive' or 'interleaved'")
     options = _BuildOptions(
         torch_dtype=DTYPES[dtype],
         attn=attn,
