@@ -285,6 +285,7 @@ def build_agent(
             dtype=cfg.model.dtype,
             value_head=True,
             mof=cfg.model.mof,
+            mof_dino=cfg.model.mof_dino,
             attn=cfg.model.attn,
             device=str(device),
             seed=cfg.seed,
