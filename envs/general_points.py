@@ -50,6 +50,7 @@ _REWARDS = {
 }
 
 MAX_ACTION_LENGTH = 4096
+MIN_CARDS, MAX_CARDS = 2, 6
 SAMPLINGS = ("deck", "at_least_one_face", "with_replacement")
 SUIT_FILTERS = ("all", "black", "red")
 
@@ -63,8 +64,8 @@ class GeneralPointsEnv(gym.Env):
     """GeneralPoints (GP-VL with ``vision=True``, GP-L with ``vision=False``).
 
     ## Description
-    Four cards sampled so that a formula reaching ``target`` exists (checked by the
-    solver). Each turn the agent answers with JSON {"cards", "number", "formula"} and
+    ``num_cards`` cards (four by default) sampled so that a formula reaching ``target``
+    exists under the face rule (checked by the solver). Each turn the agent answers with JSON {"cards", "number", "formula"} and
     gets a verifier message; the prompt keeps the whole history of the episode.
 
     ## Action Space
@@ -76,7 +77,8 @@ class GeneralPointsEnv(gym.Env):
 
     ## Observation Space
     Dict(image: Box(0, 255, (S, S, 3), uint8), text: Text). GP-VL: the cards in a 2x2
-    grid and an empty text; GP-L: a black image and the text "Cards: [...]".
+    grid (other hand sizes: one row) and an empty text; GP-L: a black image and the
+    text "Cards: [...]".
 
     ## Rewards
     +5 correct formula; -1 a legal formula (every card once) with the wrong value;
@@ -94,7 +96,8 @@ class GeneralPointsEnv(gym.Env):
     (as read from the answer), ``success`` (a correct formula, on the last step).
 
     ## Arguments
-    ``target`` (24), ``face_rule`` ("10" or "11-12-13"), ``sampling`` ("deck",
+    ``target`` (24), ``num_cards`` (4; 2 to 6: a smaller hand and target make a problem
+    a small model can learn), ``face_rule`` ("10" or "11-12-13"), ``sampling`` ("deck",
     "at_least_one_face", "with_replacement"), ``suits`` ("all", "black", "red"),
     ``max_verify`` (5), ``vision`` (True), ``image_size`` (336), ``render_mode``.
 
@@ -110,6 +113,7 @@ class GeneralPointsEnv(gym.Env):
     def __init__(
         self,
         target: int = 24,
+        num_cards: int = 4,
         face_rule: str = "10",
         sampling: str = "deck",
         suits: str = "all",
@@ -128,17 +132,24 @@ class GeneralPointsEnv(gym.Env):
             raise ValueError(f"suits must be one of {SUIT_FILTERS}, got {suits!r}")
         if int(target) < 1:
             raise ValueError(f"target must be a positive integer, got {target!r}")
+        if isinstance(num_cards, bool) or not isinstance(num_cards, (int, np.integer)):
+            raise ValueError(f"num_cards must be an integer from 2 to 6, got {num_cards!r}")
+        if not MIN_CARDS <= int(num_cards) <= MAX_CARDS:
+            raise ValueError(f"num_cards must be from 2 to 6, got {num_cards!r}")
         if int(max_verify) < 1:
             raise ValueError(f"max_verify must be at least 1, got {max_verify!r}")
         self.target = int(target)
+        self.num_cards = int(num_cards)
         self.face_rule = face_rule
+        self._check_solvable()
         self.sampling = sampling
         self.suits = suits
         self.max_verify = int(max_verify)
         self.vision = bool(vision)
         self.image_size = int(image_size)
         self.render_mode = render_mode
-        self.renderer = cards_renderer(self.image_size, 4, "grid")
+        layout = "grid" if self.num_cards == 4 else "row"
+        self.renderer = cards_renderer(self.image_size, self.num_cards, layout)
         self.observation_space = observation_space(self.image_size)
         self.action_space = spaces.Text(
             max_length=MAX_ACTION_LENGTH,
@@ -160,7 +171,7 @@ class GeneralPointsEnv(gym.Env):
         super().reset(seed=seed)
         hand = cards.sample_hand(
             episode_seed(self.np_random),
-            n_cards=4,
+            n_cards=self.num_cards,
             sampling=self.sampling,
             suits=self.suits,
             face_rule=self.face_rule,
@@ -232,7 +243,9 @@ class GeneralPointsEnv(gym.Env):
     def system_prompt(self, cot: bool = True) -> str:
         """v_0^in for the current hand."""
         shown = None if self.vision else self.cards
-        return prompts.general_points_prompt(shown, self.target, self.face_rule, cot)
+        return prompts.general_points_prompt(
+            shown, self.target, self.face_rule, cot, n_cards=self.num_cards
+        )
 
     def prompt(self, cot: bool = True) -> str:
         """The system prompt followed by every earlier answer and verifier message."""
@@ -252,6 +265,17 @@ class GeneralPointsEnv(gym.Env):
         )
 
     # ----------------------------------------------------------------- helpers
+
+    def _check_solvable(self) -> None:
+        """Refuse a (num_cards, target) pair no hand can reach: the sampler would
+        otherwise search 100,000 hands at the first reset and fail there."""
+        high = 10 if self.face_rule == "10" else 13
+        solvable, _ = cards.count_solvable(1, high, self.num_cards, self.target)
+        if solvable == 0:
+            raise ValueError(
+                f"no hand of {self.num_cards} cards reaches target {self.target} under "
+                f"face rule {self.face_rule!r}; choose a smaller target or more cards"
+            )
 
     @staticmethod
     def _as_text(action: Any) -> str:

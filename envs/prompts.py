@@ -182,27 +182,37 @@ def blackjack_expert(
 
 # --------------------------------------------------------------------- GeneralPoints
 
+_COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
 
 def general_points_prompt(
     cards: Sequence[str] | None,
     target: int = 24,
     face_rule: str = "10",
     cot: bool = True,
+    n_cards: int = 4,
 ) -> str:
     """System prompt v_0^in of GeneralPoints.
 
     ``cards`` (rank strings) are written into the prompt for the language-only variant
-    GP-L; pass None for GP-VL, where the cards are only in the image.
+    GP-L (the hand size is then their count); pass None for GP-VL, where the cards are
+    only in the image and ``n_cards`` says how many there are.
     """
+    if cards is not None:
+        n_cards = len(cards)
+    count = _COUNT_WORDS.get(n_cards, str(n_cards))
     if cards is None:
-        seeing = "The four cards are shown in the image."
+        seeing = f"The {count} cards are shown in the image."
         given = "Cards: shown in the image"
     else:
-        seeing = "The four cards are listed below as text."
+        seeing = f"The {count} cards are listed below as text."
         given = "Cards: [" + ", ".join(f"'{c}'" for c in cards) + "]"
+    # The letters x, y, z, w (then a, b, c, d) stand for the cards and their numbers.
+    card_slots = ", ".join("xyzwuv"[i] for i in range(n_cards))
+    number_slots = ", ".join("abcdef"[i] for i in range(n_cards))
     lines = [
         "[Task Description]",
-        f"You are a skilled player of the 24-points card game. {seeing} Note that "
+        f"You are a skilled player of the {target}-points card game. {seeing} Note that "
         f"{face_rule_note(face_rule)}, and every card must be used exactly once. Your goal "
         f"is a formula that equals {target}, built from the numbers on the cards and the "
         "operators '+', '-', '*', '/', '(', ')' and '='.",
@@ -211,9 +221,9 @@ def general_points_prompt(
         "[Output]",
         "Reply with a valid json object in this format:",
         "{",
-        "  \"cards\": [x, y, z, w], the four cards as they are shown ('A', '2', ..., "
+        f"  \"cards\": [{card_slots}], the {count} cards as they are shown ('A', '2', ..., "
         "'10', 'J', 'Q', 'K'),",
-        '  "number": [a, b, c, d], the numbers the four cards count as,',
+        f'  "number": [{number_slots}], the numbers the {count} cards count as,',
     ]
     if cot:
         lines.append(

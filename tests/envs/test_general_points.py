@@ -21,6 +21,9 @@ VARIANTS = [
     {"suits": "red"},
     {"suits": "black", "sampling": "with_replacement", "image_size": 96},
     {"target": 10, "max_verify": 2},
+    {"num_cards": 3, "target": 12, "vision": False, "sampling": "at_least_one_face"},
+    {"num_cards": 2, "target": 12},
+    {"num_cards": 6, "target": 24, "image_size": 96},
 ]
 
 
@@ -224,3 +227,56 @@ def test_hostile_answers_never_crash_the_env():
         assert reward in (-3.0, -2.0, -1.5, -1.0)
         assert isinstance(info["verifier_message"], str)
     assert np.isfinite(reward)
+
+
+@pytest.mark.parametrize("num_cards", [2, 3, 5, 6])
+@pytest.mark.parametrize("face_rule", ["10", "11-12-13"])
+def test_num_cards_deals_solvable_hands_of_that_size(num_cards, face_rule):
+    env = GeneralPointsEnv(num_cards=num_cards, target=12, face_rule=face_rule, vision=False)
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+        assert len(info["cards"]) == len(info["values"]) == num_cards
+        assert obs["text"].count("'") == 2 * num_cards
+        expert = json.loads(env.expert_response(cot=False))
+        assert len(expert["number"]) == num_cards
+        _, reward, terminated, _, step_info = env.step(env.expert_response(cot=False))
+        assert (reward, terminated, step_info["outcome"]) == (5.0, True, "correct")
+
+
+def test_num_cards_prompt_names_the_hand_size_and_keeps_the_four_card_text():
+    three = GeneralPointsEnv(num_cards=3, target=12, vision=False)
+    three.reset(seed=0)
+    prompt = three.system_prompt(cot=False)
+    assert "The three cards are listed" in prompt and "12-points card game" in prompt
+    assert '"cards": [x, y, z], the three cards' in prompt
+    assert '"number": [a, b, c], the numbers the three cards' in prompt
+    four = GeneralPointsEnv(vision=False)
+    four.reset(seed=0)
+    prompt = four.system_prompt(cot=True)
+    # The default game's prompt is the one every earlier run and preset used.
+    assert "The four cards are listed" in prompt and "24-points card game" in prompt
+    assert '"cards": [x, y, z, w], the four cards' in prompt
+
+
+def test_num_cards_images_are_one_row_and_differ_by_hand():
+    env = GeneralPointsEnv(num_cards=3, target=12, image_size=96)
+    first = env.reset(seed=1)[0]["image"]
+    second = env.reset(seed=2)[0]["image"]
+    assert first.shape == (96, 96, 3) and first.any()
+    assert env.renderer.layout == "row"
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_cards": 1}, "from 2 to 6"),
+        ({"num_cards": 7}, "from 2 to 6"),
+        ({"num_cards": 3.0}, "integer"),
+        ({"num_cards": True}, "integer"),
+        ({"num_cards": 2, "target": 500}, "no hand of 2 cards reaches target 500"),
+    ],
+)
+def test_num_cards_refuses_bad_sizes_with_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GeneralPointsEnv(**kwargs)
