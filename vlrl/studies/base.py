@@ -25,6 +25,7 @@ import torch
 
 from vlrl.config import TrainConfig
 from vlrl.reporting import write_json
+from vlrl.studies.emt_task import emt_examples, emt_split
 from vlrl.studies.spec import Foundation
 from vlrl.training.checkpoint import seed_everything
 from vlrl.training.expert_data import SFTExample, build_sft_examples
@@ -56,7 +57,9 @@ def tokens_per_char(policy: Any, examples: list[SFTExample], sample: int = 64) -
 def foundation_examples(
     cfg: TrainConfig, foundation: Foundation, image_size: int, seed: int
 ) -> list[SFTExample]:
-    """The mixture's expert examples, each variant's share by weight, shuffled."""
+    """The mixture's expert examples, each variant's share by weight, shuffled. An EMT
+    component's examples come from its dataset's training part only (never the held-out
+    images the study evaluates on), at the model's image size."""
     total = foundation.examples or foundation.steps * foundation.batch_size
     weights = np.array([c.weight for c in foundation.mixture], dtype=np.float64)
     counts = np.floor(total * weights / weights.sum()).astype(int)
@@ -64,6 +67,10 @@ def foundation_examples(
     examples: list[SFTExample] = []
     for i, (component, count) in enumerate(zip(foundation.mixture, counts, strict=True)):
         if count < 1:
+            continue
+        if component.emt is not None:
+            train = emt_split(component.emt, image_size).train
+            examples += emt_examples(train, int(count), seed=seed + 7919 + 100_003 * i)
             continue
         kwargs = {**cfg.env.kwargs, **component.kwargs}
         kwargs.setdefault("image_size", image_size)

@@ -12,6 +12,13 @@ final each sqrt(P(1-P)/N), combined in quadrature, which ignores the pairing and
 conservative) and, with two or more seeds, the spread of the per-seed changes
 (std / sqrt(seeds)). Contrasts: for every SFT arm and RL arm, the difference of their
 changes with its binomial s.e. and z = difference / s.e.
+
+EMT (forgetting, SPEC section 2.5): when the records carry an EMT accuracy (the spec's
+``evaluation.emt``), it is one more pseudo-variant ``emt`` (accuracy over the held-out
+images, N = images x seeds) run through the same aggregation, table arithmetic and
+contrasts; the table gets an "EMT accuracy (forgetting)" section and the figure an "EMT
+accuracy vs FLOPs" panel. A negative change is forgetting; a positive RL-minus-SFT
+difference says RL forgot less.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ import numpy as np
 from vlrl.reporting import write_json, write_text_atomic
 from vlrl.training.run_log import binomial_stderr
 
-COUNT_KEYS = {"success": "episodes", "per_step_accuracy": "steps", "recognition_accuracy": "steps"}
+COUNT_KEYS = {
+    "success": "episodes",
+    "per_step_accuracy": "steps",
+    "recognition_accuracy": "steps",
+    "accuracy": "samples",  # EMT
+}
+EMT = "emt"  # the pseudo-variant of the EMT accuracy
 
 
 def _count(metrics: dict[str, float], metric: str) -> float:
@@ -133,6 +146,72 @@ def summarize(
     return {"arms": table, "contrasts": contrasts}
 
 
+def emt_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that carry an EMT accuracy, with it as their only variant ``emt``
+    (metric ``accuracy``, counted in ``samples``)."""
+    out = []
+    for r in records:
+        emt = r.get("emt")
+        if not emt or emt.get("accuracy") is None:
+            continue
+        cell = {"accuracy": float(emt["accuracy"]), "samples": float(emt["samples"])}
+        out.append({**r, "variants": {EMT: cell}})
+    return out
+
+
+def emt_summary(records: list[dict[str, Any]], arms: Sequence[Any]) -> dict[str, Any] | None:
+    """Curves, per-arm start/final/change and RL-minus-SFT contrasts of the EMT accuracy;
+    None when no record carries one."""
+    rows = emt_records(records)
+    if not rows:
+        return None
+    curves = aggregate(rows, arms, [EMT], "accuracy")
+    return {"curves": curves, **summarize(curves, arms, [EMT])}
+
+
+def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
+    """The "EMT accuracy (forgetting)" section (values in percent)."""
+    where = f" on the held-out images of `{dataset}`" if dataset else ""
+    lines = [
+        f"**EMT accuracy (forgetting)**{where} (greedy, label match, %; change ± 1 s.e.; "
+        "a negative change is forgetting)",
+        "",
+        "| arm | kind | final FLOPs | base | final | change ± binomial s.e. | change ± seed s.e. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, row in emt["arms"].items():
+        cell = row.get(EMT)
+        if cell is None:
+            lines.append(f"| {arm} | {row['kind']} | - | - | - | - | - |")
+            continue
+        seeds = (
+            f"{_signed(cell['change'])} ± {100 * cell['stderr_seeds']:.1f}"
+            if cell["stderr_seeds"] is not None
+            else "- (1 seed)"
+        )
+        flops = f"{row['final_flops']:.3g}" if row["final_flops"] is not None else "-"
+        done = "" if row["complete"] else " (incomplete)"
+        lines.append(
+            f"| {arm}{done} | {row['kind']} | {flops} | {_pct(cell['start'])} | "
+            f"{_pct(cell['final'])} | {_signed(cell['change'])} ± {100 * cell['stderr']:.1f} | "
+            f"{seeds} |"
+        )
+    if emt["contrasts"]:
+        lines += [
+            "",
+            "| RL arm | SFT arm | RL change minus SFT change | z |",
+            "|---|---|---|---|",
+        ]
+        for c in emt["contrasts"]:
+            z = "-" if c["z"] is None else f"{c['z']:.2f}"
+            lines.append(
+                f"| {c['rl_arm']} | {c['sft_arm']} | "
+                f"{_signed(c['rl_change_minus_sft_change'])} ± {100 * c['stderr']:.1f} | {z} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -196,20 +275,26 @@ def plot_study(
     metric: str,
     png_path: Path,
     title: str,
+    emt_curves: dict[str, Any] | None = None,
 ) -> Path:
+    """One panel per variant, and an "EMT accuracy vs FLOPs" panel after them when
+    ``emt_curves`` (the EMT pseudo-variant's curves) is given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    panels = [(name, curves, metric) for name in variants]
+    if emt_curves is not None:
+        panels.append((EMT, emt_curves, "EMT accuracy"))
     fig, axes = plt.subplots(
-        1, len(variants), figsize=(4.6 * len(variants), 4.0), squeeze=False, sharex=True
+        1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False, sharex=True
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for col, name in enumerate(variants):
+    for col, (name, panel_curves, ylabel) in enumerate(panels):
         ax = axes[0][col]
         for i, arm in enumerate(arms):
-            curve = curves.get(arm.name) or []
+            curve = panel_curves.get(arm.name) or []
             if not curve:
                 continue
             x = np.array([p["flops"] for p in curve])
@@ -219,9 +304,12 @@ def plot_study(
             style = "-" if arm.kind == "rl" else "--"
             ax.plot(x, 100 * y, style, marker="o", color=color, label=f"{arm.label} ({arm.kind})")
             ax.fill_between(x, 100 * (y - se), 100 * (y + se), color=color, alpha=0.18, lw=0)
-        ax.set_title("in-distribution" if name == "id" else f"OOD: {name}")
+        if name == EMT:
+            ax.set_title("EMT accuracy, held-out images (forgetting)")
+        else:
+            ax.set_title("in-distribution" if name == "id" else f"OOD: {name}")
         ax.set_xlabel("training FLOPs")
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+        ax.set_ylabel(f"{ylabel.replace('_', ' ')} (%)")
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     axes[0][0].legend(fontsize=7, loc="best")
@@ -252,9 +340,23 @@ def write_report(
         f"evaluation and seed; FLOPs as SPEC section 2 (N = {extra.get('n_params'):,} "
         f"parameters, D_init = {extra.get('d_init'):,} tokens)."
     )
-    write_text_atomic(out / "table.md", markdown_table(summary, variants, metric, header))
+    text = markdown_table(summary, variants, metric, header)
+    emt = emt_summary(records, arms)
+    if emt is not None:
+        text += "\n" + emt_markdown(emt, extra.get("emt_dataset"))
+    write_text_atomic(out / "table.md", text)
     payload = {"name": name, "metric": metric, "seeds": list(seeds), **extra, **summary}
     payload["curves"] = curves
+    if emt is not None:  # absent, not null, for the studies without EMT (same JSON as before)
+        payload["emt"] = emt
     write_json(out / "table.json", payload)
-    plot_study(curves, arms, variants, metric, out / "figure.png", f"{name} (seeds {seeds_text})")
+    plot_study(
+        curves,
+        arms,
+        variants,
+        metric,
+        out / "figure.png",
+        f"{name} (seeds {seeds_text})",
+        emt["curves"] if emt is not None else None,
+    )
     return payload

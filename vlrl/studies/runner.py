@@ -7,7 +7,8 @@ Layout of ``<out>/<name>/``::
                                and a fingerprint of what decides the results
     figure.png, table.md, table.json
     evals/base/seed-<s>/<setting>.json   the base (every arm's checkpoint 0)
-    evals/<arm>/seed-<s>/step-<k>.json   one evaluation per listed checkpoint
+    evals/<arm>/seed-<s>/step-<k>.json   one evaluation per listed checkpoint (with its
+                                         EMT accuracy when the spec sets evaluation.emt)
     work/                      models and runs (ignored by git: work/ has a .gitignore)
       base/<shared|seed-s>/policy, base.json
       arms/<arm>/seed-<s>/     the arm's run (rl: run/, a vlrl.train run folder; sft:
@@ -140,7 +141,8 @@ class Study:
         records = []
         base_eval = self.out / "evals" / "base" / f"seed-{seed}" / f"{eval_signature(cfg)}.json"
         record = {"seed": seed, "step": 0, "flops": flops_of(arm.kind, n, d_init, None)}
-        payload = cached_evaluation(base_eval, cfg, policy, self.variants, record)
+        emt = self.spec.evaluation.emt
+        payload = cached_evaluation(base_eval, cfg, policy, self.variants, record, emt)
         records.append({**payload, "arm": arm.name, "kind": arm.kind})
         for point in arm_points(arm.kind, arm.checkpoints, unit):
             if self.stop.requested:
@@ -154,7 +156,7 @@ class Study:
                 "tokens": {"d_sft": point.d_sft, "d_rl": point.d_rl, "d_buffer": point.d_buffer},
             }
             path = self.eval_path(arm.name, seed, point.step)
-            records.append(cached_evaluation(path, cfg, point.policy, self.variants, record))
+            records.append(cached_evaluation(path, cfg, point.policy, self.variants, record, emt))
         if not done:
             write_json(unit / DONE, {"arm": arm.name, "seed": seed, "time": time.time()})
             _say(f"{tag}: evaluated {len(records)} checkpoints")
@@ -168,6 +170,8 @@ class Study:
             "d_init": info["d_init"],
             "variant_kwargs": self.variants,
         }
+        if self.spec.evaluation.emt is not None:
+            extra["emt_dataset"] = self.spec.evaluation.emt.dataset
         return write_report(
             self.out,
             self.spec.name,

@@ -15,6 +15,8 @@ A spec names::
         mixture:
           - {kwargs: {n_max: 5}, weight: 1}
           - {kwargs: {n_max: 9}, weight: 1, cot: true, action_noise: 0.5}
+          - {emt: sklearn-digits, weight: 1}  # the EMT question on the dataset's
+                                        # training part (vlrl.studies.emt_task)
       per_seed: false                   # one base for every seed (as the dissertation's
                                         # shared pretrained model), or one per seed
     arms:
@@ -32,6 +34,11 @@ A spec names::
       id: {n_max: 5}                    # the post-training (in-distribution) variant
       ood: {n_max_9: {n_max: 9}}        # one or more out-of-distribution variants
       metric: success                   # or per_step_accuracy (V-IRL), recognition_accuracy
+      emt:                              # optional: EMT accuracy of every checkpoint on
+        dataset: sklearn-digits         # the dataset's held-out part (or a folder path)
+        examples: null                  # held-out images read (null: all of them)
+        batch_size: 32
+        max_new_tokens: 8
 
 Checkpoints are in each arm's own units: SFT optimizer steps for an ``sft`` arm, RL
 updates for an ``rl`` arm; 0 is the base. Their training FLOPs (SPEC section 2) are
@@ -40,7 +47,9 @@ their last checkpoints' FLOPs agree (the table shows them side by side).
 
 Arms train on the base env kwargs + ``evaluation.id`` + their overrides; every arm is
 evaluated on the same variants (base env kwargs + the variant's kwargs) with the same
-paired episodes.
+paired episodes. With ``evaluation.emt`` every evaluated checkpoint also gets its greedy
+EMT accuracy (the forgetting measure of SPEC section 2.5); that block is not part of the
+study's fingerprint, so it can be added to a finished study and a rerun measures it.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +81,12 @@ FOUNDATION_KEYS = {
     "max_grad_norm",
     "mixture",
 }
-COMPONENT_KEYS = {"kwargs", "weight", "cot", "action_noise"}
+COMPONENT_KEYS = {"kwargs", "weight", "cot", "action_noise", "emt"}
+# An EMT component is a dataset and a weight; the env keys mean nothing for it.
+EMT_COMPONENT_KEYS = {"emt", "weight"}
+EMT_KEYS = {"dataset", "examples", "batch_size", "max_new_tokens"}
 ARM_KEYS = {"name", "kind", "overrides", "checkpoints", "label", "warm_start"}
-EVAL_KEYS = {"episodes", "seed", "temperature", "num_envs", "id", "ood", "metric"}
+EVAL_KEYS = {"episodes", "seed", "temperature", "num_envs", "id", "ood", "metric", "emt"}
 # What the figure and table show: episode success, or per-step accuracy (V-IRL, as the
 # dissertation reports it); its binomial s.e. counts episodes or steps.
 METRICS = ("success", "per_step_accuracy", "recognition_accuracy")
@@ -100,12 +112,14 @@ STUDY_OWNED = (
 @dataclass
 class MixtureComponent:
     """One variant of the foundation mixture: its env kwargs, its share of the examples,
-    CoT or not (null: env.cot), and its expert's action noise (null: sft.action_noise)."""
+    CoT or not (null: env.cot), and its expert's action noise (null: sft.action_noise);
+    or, with ``emt`` set (a dataset), the EMT question on that dataset's training part."""
 
     kwargs: dict
     weight: float = 1.0
     cot: bool | None = None
     action_noise: float | None = None
+    emt: str | None = None
 
 
 @dataclass
@@ -133,6 +147,16 @@ class Arm:
 
 
 @dataclass
+class EmtEvaluation:
+    """The EMT accuracy measured at every checkpoint (:mod:`vlrl.studies.emt_task`)."""
+
+    dataset: str
+    examples: int | None = None  # held-out images read; None: all
+    batch_size: int = 32
+    max_new_tokens: int = 8
+
+
+@dataclass
 class Evaluation:
     episodes: int
     seed: int
@@ -141,6 +165,7 @@ class Evaluation:
     id: dict
     ood: dict[str, dict]
     metric: str = "success"
+    emt: EmtEvaluation | None = None
 
     def variants(self) -> list[str]:
         """Variant names in panel order: ``id`` first, then the OOD ones."""
@@ -264,15 +289,7 @@ class StudySpec:
                 "warmup_ratio": f.warmup_ratio,
                 "examples": f.examples,
                 "max_grad_norm": f.max_grad_norm,
-                "mixture": [
-                    {
-                        "kwargs": c.kwargs,
-                        "weight": c.weight,
-                        "cot": c.cot,
-                        "action_noise": c.action_noise,
-                    }
-                    for c in f.mixture
-                ],
+                "mixture": [_component_dict(c) for c in f.mixture],
             }
         ev = self.evaluation
         return {
@@ -296,9 +313,18 @@ class StudySpec:
                 "ood": ev.ood,
                 "metric": ev.metric,
                 "variant_kwargs": self.variant_kwargs(),
+                # only when set, so that the specs without it keep their fingerprints
+                **({"emt": asdict(ev.emt)} if ev.emt is not None else {}),
             },
             "arms": arms,
         }
+
+
+def _component_dict(c: MixtureComponent) -> dict[str, Any]:
+    if c.emt is not None:
+        return {"emt": c.emt, "weight": c.weight}
+    # the env components as before the EMT component existed (same fingerprints)
+    return {"kwargs": c.kwargs, "weight": c.weight, "cot": c.cot, "action_noise": c.action_noise}
 
 
 def _shown_path(path: Path | None) -> str | None:
@@ -323,6 +349,9 @@ def fingerprint(resolved: dict[str, Any]) -> dict[str, Any]:
     per arm (its resolved config without per-process settings such as threads). Seeds and
     arms can be added to a study without changing the others' digests."""
     clean = copy.deepcopy(resolved)
+    # EMT results carry their own settings (scoring re-measures a stored one made with
+    # others), so the EMT block may be added to or changed in a study that has run.
+    clean["evaluation"].pop("emt", None)
     base = clean["base"]
     for key in ("config", "overrides"):  # their content is in the resolved configs
         base.pop(key, None)
@@ -578,6 +607,7 @@ def parse_spec(data: dict, path: Path | None = None) -> StudySpec:
         id=dict(_mapping("evaluation.id", ev.get("id"))),
         ood={k: dict(v or {}) for k, v in ood.items()},
         metric=metric,
+        emt=_parse_emt(ev.get("emt")),
     )
     return StudySpec(
         name=name,
@@ -590,6 +620,49 @@ def parse_spec(data: dict, path: Path | None = None) -> StudySpec:
         seeds=seeds,
         evaluation=evaluation,
         source=path.resolve() if path is not None else None,
+    )
+
+
+def _emt_dataset(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"{where}: a dataset is needed: 'sklearn-digits' or the path of an ImageFolder "
+            f"(root/<class name>/<images>) or a CIFAR / MNIST archive folder, got {value!r}"
+        )
+    return value.strip()
+
+
+def _emt_component(where: str, item: dict) -> MixtureComponent:
+    """A mixture component with ``emt``: the EMT question on that dataset's training part."""
+    extra = sorted(set(item) - EMT_COMPONENT_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{where}: an emt component takes only {sorted(EMT_COMPONENT_KEYS)}; {extra} "
+            "describe an env variant (make that a component of its own)"
+        )
+    weight = _number(f"{where}.weight", item.get("weight", 1.0))
+    if weight <= 0:
+        raise ConfigError(f"{where}.weight: must be > 0")
+    return MixtureComponent({}, weight, emt=_emt_dataset(f"{where}.emt", item["emt"]))
+
+
+def _parse_emt(raw: Any) -> EmtEvaluation | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):  # the short form: just the dataset
+        raw = {"dataset": raw}
+    raw = _mapping("evaluation.emt", raw)
+    _unknown_keys("evaluation.emt", raw, EMT_KEYS)
+    if "dataset" not in raw:
+        raise ConfigError("evaluation.emt.dataset: required ('sklearn-digits' or a folder path)")
+    examples = raw.get("examples")
+    if examples is not None:
+        examples = _int("evaluation.emt.examples", examples, 1)
+    return EmtEvaluation(
+        dataset=_emt_dataset("evaluation.emt.dataset", raw["dataset"]),
+        examples=examples,
+        batch_size=_int("evaluation.emt.batch_size", raw.get("batch_size", 32), 1),
+        max_new_tokens=_int("evaluation.emt.max_new_tokens", raw.get("max_new_tokens", 8), 1),
     )
 
 
@@ -608,6 +681,9 @@ def _parse_foundation(raw: Any) -> Foundation | None:
         where = f"base.foundation.mixture[{i}]"
         item = _mapping(where, item)
         _unknown_keys(where, item, COMPONENT_KEYS)
+        if "emt" in item:
+            components.append(_emt_component(where, item))
+            continue
         cot = item.get("cot")
         if cot is not None and not isinstance(cot, bool):
             raise ConfigError(f"{where}.cot: expected true, false or null")

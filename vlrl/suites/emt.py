@@ -172,10 +172,12 @@ def open_dataset(
     limit: int | None = None,
     seed: int = 0,
     cache: Path | None = None,
+    digits_size: int = 32,
 ) -> EmtDataset:
     """Index one dataset (``path`` an ImageFolder, a CIFAR-10 / CIFAR-100 / MNIST archive
-    folder, or ``"sklearn-digits"``; archives are exported once under ``cache``, the vlrl
-    cache by default); ``limit`` images per class (a seeded subset). A missing folder is a
+    folder, or ``"sklearn-digits"``, exported at ``digits_size`` pixels; archives are
+    exported once under ``cache``, the vlrl cache by default); ``limit`` images per class
+    (a seeded subset). A missing folder is a
     FileNotFoundError naming the layout; a folder with fewer than 2 classes is a
     ValueError."""
     if path != SKLEARN_DIGITS and not Path(path).expanduser().is_dir():
@@ -190,7 +192,7 @@ def open_dataset(
         from vlrl.models.tokenizer import cache_dir
 
         cache = cache_dir()
-    root = as_image_folder(path, cache)
+    root = as_image_folder(path, cache, digits_size=digits_size)
     folder = ImageFolder.open(root, max_per_class=limit, seed=seed)
     if len(folder.classes) < 2:
         # One class makes the question its own answer: nothing is measured.

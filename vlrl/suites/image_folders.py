@@ -503,13 +503,16 @@ def export_archive(root: str | Path, out_dir: str | Path, split: str = "test") -
     return out
 
 
-def as_image_folder(source: str | Path, cache: str | Path, split: str = "test") -> Path:
+def as_image_folder(
+    source: str | Path, cache: str | Path, split: str = "test", digits_size: int = 32
+) -> Path:
     """The ImageFolder to read for ``source``: an ImageFolder itself, or, for the built-in
     ``"sklearn-digits"`` and the archives :func:`archive_format` knows, an export made once
     under ``cache`` (keyed by the archive's path and the split; a half-written export has no
-    ``.complete`` marker and is redone)."""
+    ``.complete`` marker and is redone). The digits are exported at ``digits_size`` pixels
+    (one folder per size), so a model can be given them at its own image size."""
     if str(source) == SKLEARN_DIGITS:
-        out, kind = Path(cache).expanduser() / "sklearn-digits-32", SKLEARN_DIGITS
+        out, kind = Path(cache).expanduser() / f"sklearn-digits-{digits_size}", SKLEARN_DIGITS
     else:
         folder = Path(source).expanduser()
         kind = archive_format(folder)
@@ -520,7 +523,7 @@ def as_image_folder(source: str | Path, cache: str | Path, split: str = "test") 
     done = out / ".complete"
     if not done.exists():
         if kind == SKLEARN_DIGITS:
-            export_sklearn_digits(out, size=32)
+            export_sklearn_digits(out, size=digits_size)
         else:
             export_archive(source, out, split)
         done.write_text(f"{kind} {split} exported by vlrl.suites.image_folders from {source}\n")
