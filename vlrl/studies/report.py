@@ -208,7 +208,12 @@ def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
                 f"| {c['rl_arm']} | {c['sft_arm']} | "
                 f"{_signed(c['rl_change_minus_sft_change'])} ± {100 * c['stderr']:.1f} | {z} |"
             )
-    lines.append("")
+    lines += [
+        "",
+        "Every seed reads the same held-out images, so the binomial s.e. (N = images x seeds)",
+        "is optimistic about the image sample; the seed s.e. is the spread over training seeds.",
+        "",
+    ]
     return "\n".join(lines)
 
 
