@@ -291,13 +291,15 @@ def test_emt_table_arithmetic():
     assert math.isclose(sft["stderr"], se_sft)
     (contrast,) = summary["contrasts"]
     assert math.isclose(contrast["rl_change_minus_sft_change"], 0.2)
-    se = math.sqrt(se_sft**2 + rl["stderr"] ** 2)
+    # Both arms start from the same base evaluation: the start cancels, only the finals count.
+    se = math.sqrt(0.5 * 0.5 / 100 + 0.7 * 0.3 / 100)
+    assert contrast["shared_start"] and math.isclose(contrast["stderr"], se)
     assert math.isclose(contrast["z"], 0.2 / se)
     text = emt_markdown(summary, "sklearn-digits")
     assert (
         "EMT accuracy (forgetting)" in text and "| sft | sft | 12 | 80.0 | 50.0 | -30.0 ±" in text
     )
-    assert f"| rl | sft | +20.0 ± {100 * se:.1f} | {0.2 / se:.2f} |" in text
+    assert f"| rl | sft | +20.0 ± {100 * se:.1f} | {0.2 / se:.2f} | - (1 seed) | - |" in text
     assert emt_summary(_records(emt=False), _arms()) is None
 
 

@@ -153,5 +153,32 @@ def test_table_arithmetic():
     contrast = next(c for c in summary["contrasts"] if c["variant"] == "ood")
     assert contrast["rl_change_minus_sft_change"] == pytest.approx(0.3)
     assert contrast["z"] == pytest.approx(0.3 / contrast["stderr"])
+    # Shared base: the difference is final(RL) - final(SFT); only the finals' s.e. count.
+    assert contrast["shared_start"]
+    se_finals = math.sqrt(0.65 * 0.35 / 200 + 0.35 * 0.65 / 200)
+    assert contrast["stderr"] == pytest.approx(se_finals)
+    # Per-seed differences 0.4 and 0.2: seed s.e. = std(ddof=1) / sqrt(2) = 0.1.
+    assert contrast["per_seed"] == pytest.approx([0.4, 0.2])
+    assert contrast["stderr_seeds"] == pytest.approx(0.1)
+    assert contrast["z_seeds"] == pytest.approx(3.0)
     text = markdown_table(summary, ["id", "ood"], "success", "## t")
+    assert f"| ood | rl | sft | +30.0 ± {100 * se_finals:.1f} | " in text and "| 3.00 |" in text
     assert "| rl | rl |" in text and "+30.0" in text
+
+
+def test_contrast_with_different_starts_counts_both_changes():
+    # The arms were evaluated from different bases (e.g. CoT on and off): nothing cancels.
+    rows = [r for r in _records()]
+    for r in rows:
+        if r["arm"] == "rl" and r["step"] == 0:
+            r["variants"]["ood"] = {"success": 0.4, "episodes": 100.0}
+    arms = [
+        SimpleNamespace(name="sft", kind="sft", label="SFT", checkpoints=[0, 4]),
+        SimpleNamespace(name="rl", kind="rl", label="RL", checkpoints=[0, 4]),
+    ]
+    summary = summarize(aggregate(rows, arms, ["ood"], "success"), arms, ["ood"])
+    (contrast,) = summary["contrasts"]
+    rl, sft = summary["arms"]["rl"]["ood"], summary["arms"]["sft"]["ood"]
+    assert not contrast["shared_start"]
+    assert contrast["rl_change_minus_sft_change"] == pytest.approx(0.25 + 0.15)
+    assert contrast["stderr"] == pytest.approx(math.sqrt(rl["stderr"] ** 2 + sft["stderr"] ** 2))

@@ -11,7 +11,9 @@ the final one, and the change final - start with two standard errors: binomial (
 final each sqrt(P(1-P)/N), combined in quadrature, which ignores the pairing and so is
 conservative) and, with two or more seeds, the spread of the per-seed changes
 (std / sqrt(seeds)). Contrasts: for every SFT arm and RL arm, the difference of their
-changes with its binomial s.e. and z = difference / s.e.
+changes with its binomial s.e. (from the two finals when both arms start from the same base
+evaluation, since the start then cancels; else from both changes) and its seed s.e., each
+with z = difference / s.e.
 
 EMT (forgetting, SPEC section 2.5): when the records carry an EMT accuracy (the spec's
 ``evaluation.emt``), it is one more pseudo-variant ``emt`` (accuracy over the held-out
@@ -119,6 +121,7 @@ def summarize(
                 "best_step": best["step"],
                 "final": curve[-1][name]["mean"],
                 "final_stderr": curve[-1][name]["stderr"],
+                "start_per_seed": curve[0][name]["per_seed"],
                 **_change(curve[0][name], curve[-1][name]),
             }
         table[arm.name] = row
@@ -131,19 +134,43 @@ def summarize(
             for name in variants:
                 if name not in ra or name not in rb:
                     continue
-                diff = rb[name]["change"] - ra[name]["change"]
-                se = math.sqrt(ra[name]["stderr"] ** 2 + rb[name]["stderr"] ** 2)
-                contrasts.append(
-                    {
-                        "variant": name,
-                        "rl_arm": b.name,
-                        "sft_arm": a.name,
-                        "rl_change_minus_sft_change": diff,
-                        "stderr": se,
-                        "z": diff / se if se > 0 else None,
-                    }
-                )
+                contrasts.append(_contrast(name, a.name, ra[name], b.name, rb[name]))
     return {"arms": table, "contrasts": contrasts}
+
+
+def _contrast(
+    variant: str, sft_arm: str, sft: dict[str, Any], rl_arm: str, rl: dict[str, Any]
+) -> dict[str, Any]:
+    """RL change minus SFT change on one variant, with two standard errors.
+
+    Binomial: when both arms start from the same base evaluation (the same per-seed start
+    values, as every arm of a study whose arms share the evaluation setting does), the
+    start cancels out of the difference, which is then final(RL) - final(SFT), and only
+    the two finals' s.e. enter; otherwise each arm's change s.e. (start and final) enters.
+    Seeds: the spread of the per-seed differences (std / sqrt(seeds)), two or more seeds.
+    """
+    diff = rl["change"] - sft["change"]
+    paired = sft["start_per_seed"] == rl["start_per_seed"]
+    if paired:
+        se = math.sqrt(sft["final_stderr"] ** 2 + rl["final_stderr"] ** 2)
+    else:
+        se = math.sqrt(sft["stderr"] ** 2 + rl["stderr"] ** 2)
+    per_seed = [r - f for f, r in zip(sft["per_seed"], rl["per_seed"], strict=False)]
+    se_seeds = (
+        float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed))) if len(per_seed) > 1 else None
+    )
+    return {
+        "variant": variant,
+        "rl_arm": rl_arm,
+        "sft_arm": sft_arm,
+        "rl_change_minus_sft_change": diff,
+        "stderr": se,
+        "z": diff / se if se > 0 else None,
+        "shared_start": paired,
+        "per_seed": per_seed,
+        "stderr_seeds": se_seeds,
+        "z_seeds": diff / se_seeds if se_seeds else None,
+    }
 
 
 def emt_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,15 +226,12 @@ def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
     if emt["contrasts"]:
         lines += [
             "",
-            "| RL arm | SFT arm | RL change minus SFT change | z |",
-            "|---|---|---|---|",
+            "| RL arm | SFT arm | RL change minus SFT change ± binomial s.e. | z | ± seed s.e. "
+            "| z (seeds) |",
+            "|---|---|---|---|---|---|",
         ]
         for c in emt["contrasts"]:
-            z = "-" if c["z"] is None else f"{c['z']:.2f}"
-            lines.append(
-                f"| {c['rl_arm']} | {c['sft_arm']} | "
-                f"{_signed(c['rl_change_minus_sft_change'])} ± {100 * c['stderr']:.1f} | {z} |"
-            )
+            lines.append(_contrast_row(c, with_variant=False))
     lines += [
         "",
         "Every seed reads the same held-out images, so the binomial s.e. (N = images x seeds)",
@@ -215,6 +239,19 @@ def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _contrast_row(c: dict[str, Any], with_variant: bool) -> str:
+    z = "-" if c["z"] is None else f"{c['z']:.2f}"
+    se_seeds = c.get("stderr_seeds")
+    seeds = "- (1 seed)" if se_seeds is None else f"± {100 * se_seeds:.1f}"
+    z_seeds = "-" if c.get("z_seeds") is None else f"{c['z_seeds']:.2f}"
+    lead = f"| {c['variant']} " if with_variant else ""
+    return (
+        f"{lead}| {c['rl_arm']} | {c['sft_arm']} | "
+        f"{_signed(c['rl_change_minus_sft_change'])} ± {100 * c['stderr']:.1f} | {z} | "
+        f"{seeds} | {z_seeds} |"
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -258,17 +295,15 @@ def markdown_table(
         lines.append("")
     if summary["contrasts"]:
         lines += [
-            "**RL change minus SFT change** (percentage points, ± 1 binomial s.e.)",
+            "**RL change minus SFT change** (percentage points; ± 1 binomial s.e., from the "
+            "two finals when the arms share their start, else from both changes; ± 1 seed s.e., "
+            "the spread of the per-seed differences)",
             "",
-            "| variant | RL arm | SFT arm | difference | z |",
-            "|---|---|---|---|---|",
+            "| variant | RL arm | SFT arm | difference ± binomial s.e. | z | ± seed s.e. | z (seeds) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in summary["contrasts"]:
-            z = "-" if c["z"] is None else f"{c['z']:.2f}"
-            lines.append(
-                f"| {c['variant']} | {c['rl_arm']} | {c['sft_arm']} | "
-                f"{_signed(c['rl_change_minus_sft_change'])} ± {100 * c['stderr']:.1f} | {z} |"
-            )
+            lines.append(_contrast_row(c, with_variant=True))
         lines.append("")
     return "\n".join(lines)
 
