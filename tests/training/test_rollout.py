@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vlrl.config import load_config
 from vlrl.training.agent import ActOutput
 from vlrl.training.buffer import RolloutBuffer
 from vlrl.training.env_batch import make_env_batch
 from vlrl.training.episodes import EpisodeTracker
-from vlrl.training.rollout import collect_rollout
+from vlrl.training.rollout import collect_rollout, cut_verification_budget
 
 
 class ScriptedAgent:
@@ -68,3 +69,25 @@ def test_length_bias_is_gone():
     unbiased = tracker.means(tracker.first)["episode_success"]
     assert len(tracker.first) == num_envs
     assert biased > unbiased
+
+
+def _gp(*overrides: str):
+    return load_config(None, ["env.id=vlrl/GeneralPoints-v0", "ppo.buffer_size=128", *overrides])
+
+
+def test_cut_verification_budget_names_the_cut_and_the_fix():
+    # 32 envs share 128 transitions: 4 answers per env and update, a hand may take 6.
+    why = cut_verification_budget(_gp("env.num_envs=32", "env.kwargs={max_verify: 5}"))
+    assert why is not None
+    assert "gives each env 4 answers per update" in why and "the 6 a hand may take" in why
+    assert "use at most 21 envs" in why
+    # The env's own default budget (5) counts when the kwargs leave it out.
+    assert cut_verification_budget(_gp("env.num_envs=32", "env.kwargs={}")) == why
+
+
+def test_cut_verification_budget_is_quiet_when_the_budget_fits_or_does_not_apply():
+    assert cut_verification_budget(_gp("env.num_envs=8", "env.kwargs={max_verify: 10}")) is None
+    assert cut_verification_budget(_gp("env.num_envs=32", "env.kwargs={max_verify: 3}")) is None
+    # Group methods play whole episodes; other games have no verifier.
+    assert cut_verification_budget(_gp("env.num_envs=32", "ppo.algo=grpo")) is None
+    assert cut_verification_budget(load_config(None, ["env.num_envs=32"])) is None

@@ -28,7 +28,7 @@ from vlrl.training.env_batch import EnvBatch, make_env_batch
 from vlrl.training.evaluation import evaluate_config
 from vlrl.training.optim import ScoreModule, make_optimizer, make_scheduler, param_digest
 from vlrl.training.ppo import LossCoefficients
-from vlrl.training.rollout import ITERATIONS, Iteration
+from vlrl.training.rollout import ITERATIONS, Iteration, cut_verification_budget
 from vlrl.training.run_log import RunLogger, plot_learning_curve, read_jsonl, training_flops
 from vlrl.training.sft import run_sft
 from vlrl.training.stopping import StopRequest
@@ -123,6 +123,8 @@ def run(
     opt = build_optimisation(session, agent, saved)
     initial_digest = param_digest(opt.params)
     envs = make_env_batch(cfg.env.id, cfg.env.num_envs, agent.env_kwargs(cfg.env.kwargs))
+    if why := cut_verification_budget(cfg):
+        session.notice(f"warning: {why}")
     if saved is None:
         progress.elapsed = session.elapsed()
         save_checkpoint(session, agent, opt, progress)
