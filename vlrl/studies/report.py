@@ -83,15 +83,19 @@ def aggregate(
 
 def _change(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     per_seed = [b - a for a, b in zip(first["per_seed"], last["per_seed"], strict=False)]
-    se_seeds = (
-        float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed))) if len(per_seed) > 1 else None
-    )
     return {
         "change": last["mean"] - first["mean"],
         "stderr": math.sqrt(first["stderr"] ** 2 + last["stderr"] ** 2),
         "per_seed": per_seed,
-        "stderr_seeds": se_seeds,
+        "stderr_seeds": _seed_stderr(per_seed),
     }
+
+
+def _seed_stderr(per_seed: list[float]) -> float | None:
+    """The standard error of a mean over seeds, std(ddof=1) / sqrt(seeds); None for one."""
+    if len(per_seed) < 2:
+        return None
+    return float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed)))
 
 
 def summarize(
@@ -156,9 +160,7 @@ def _contrast(
     else:
         se = math.sqrt(sft["stderr"] ** 2 + rl["stderr"] ** 2)
     per_seed = [r - f for f, r in zip(sft["per_seed"], rl["per_seed"], strict=False)]
-    se_seeds = (
-        float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed))) if len(per_seed) > 1 else None
-    )
+    se_seeds = _seed_stderr(per_seed)
     return {
         "variant": variant,
         "rl_arm": rl_arm,
@@ -211,18 +213,8 @@ def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
         if cell is None:
             lines.append(f"| {arm} | {row['kind']} | - | - | - | - | - |")
             continue
-        seeds = (
-            f"{_signed(cell['change'])} ± {100 * cell['stderr_seeds']:.1f}"
-            if cell["stderr_seeds"] is not None
-            else "- (1 seed)"
-        )
-        flops = f"{row['final_flops']:.3g}" if row["final_flops"] is not None else "-"
-        done = "" if row["complete"] else " (incomplete)"
-        lines.append(
-            f"| {arm}{done} | {row['kind']} | {flops} | {_pct(cell['start'])} | "
-            f"{_pct(cell['final'])} | {_signed(cell['change'])} ± {100 * cell['stderr']:.1f} | "
-            f"{seeds} |"
-        )
+        lead, change = _arm_cells(arm, row, cell)
+        lines.append(f"{lead} | {_pct(cell['start'])} | {_pct(cell['final'])} | {change} |")
     if emt["contrasts"]:
         lines += [
             "",
@@ -239,6 +231,20 @@ def emt_markdown(emt: dict[str, Any], dataset: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _arm_cells(arm: str, row: dict[str, Any], cell: dict[str, Any]) -> tuple[str, str]:
+    """One arm's table row pieces: "| arm | kind | final FLOPs" and "change ± binomial
+    s.e. | change ± seed s.e." (the columns both tables share)."""
+    flops = f"{row['final_flops']:.3g}" if row["final_flops"] is not None else "-"
+    done = "" if row["complete"] else " (incomplete)"
+    seeds = (
+        f"{_signed(cell['change'])} ± {100 * cell['stderr_seeds']:.1f}"
+        if cell["stderr_seeds"] is not None
+        else "- (1 seed)"
+    )
+    change = f"{_signed(cell['change'])} ± {100 * cell['stderr']:.1f} | {seeds}"
+    return f"| {arm}{done} | {row['kind']} | {flops}", change
 
 
 def _contrast_row(c: dict[str, Any], with_variant: bool) -> str:
@@ -280,17 +286,10 @@ def markdown_table(
             if cell is None:
                 lines.append(f"| {arm} | {row['kind']} | - | - | - | - | - | - |")
                 continue
-            seeds = (
-                f"{_signed(cell['change'])} ± {100 * cell['stderr_seeds']:.1f}"
-                if cell["stderr_seeds"] is not None
-                else "- (1 seed)"
-            )
-            flops = f"{row['final_flops']:.3g}" if row["final_flops"] is not None else "-"
-            done = "" if row["complete"] else " (incomplete)"
+            lead, change = _arm_cells(arm, row, cell)
             lines.append(
-                f"| {arm}{done} | {row['kind']} | {flops} | {_pct(cell['start'])} | "
-                f"{_pct(cell['best'])} ({cell['best_step']}) | {_pct(cell['final'])} | "
-                f"{_signed(cell['change'])} ± {100 * cell['stderr']:.1f} | {seeds} |"
+                f"{lead} | {_pct(cell['start'])} | {_pct(cell['best'])} ({cell['best_step']}) | "
+                f"{_pct(cell['final'])} | {change} |"
             )
         lines.append("")
     if summary["contrasts"]:
