@@ -50,6 +50,7 @@ _REWARDS = {
 }
 
 MAX_ACTION_LENGTH = 4096
+DEFAULT_MAX_VERIFY = 5  # verification steps per hand, the dissertation's default (Appendix D.1)
 MIN_CARDS, MAX_CARDS = 2, 6
 SAMPLINGS = ("deck", "at_least_one_face", "with_replacement")
 SUIT_FILTERS = ("all", "black", "red")
@@ -117,7 +118,7 @@ class GeneralPointsEnv(gym.Env):
         face_rule: str = "10",
         sampling: str = "deck",
         suits: str = "all",
-        max_verify: int = 5,
+        max_verify: int = DEFAULT_MAX_VERIFY,
         vision: bool = True,
         image_size: int = DEFAULT_IMAGE_SIZE,
         render_mode: str | None = None,

@@ -10,7 +10,6 @@ from one seed, the advantage estimator ``ppo.algo`` names). :data:`ITERATIONS` m
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -192,10 +191,9 @@ def cut_verification_budget(cfg: TrainConfig) -> str | None:
     identical data with 32 envs and a buffer of 128). Group methods play whole episodes."""
     if cfg.ppo.algo != "ppo" or cfg.env.id != "vlrl/GeneralPoints-v0":
         return None
-    from vlrl.envs.general_points import GeneralPointsEnv
+    from vlrl.envs.general_points import DEFAULT_MAX_VERIFY
 
-    default = inspect.signature(GeneralPointsEnv).parameters["max_verify"].default
-    answers = int(cfg.env.kwargs.get("max_verify", default)) + 1
+    answers = int(cfg.env.kwargs.get("max_verify", DEFAULT_MAX_VERIFY)) + 1
     per_env = max(1, math.ceil(cfg.ppo.buffer_size / cfg.env.num_envs))
     if answers <= per_env:
         return None
