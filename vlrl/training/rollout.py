@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vlrl.config import TrainConfig
+from vlrl.envs.general_points import DEFAULT_MAX_VERIFY
 from vlrl.training.advantages import (
     ESTIMATORS,
     AdvantageOptions,
@@ -191,8 +192,6 @@ def cut_verification_budget(cfg: TrainConfig) -> str | None:
     identical data with 32 envs and a buffer of 128). Group methods play whole episodes."""
     if cfg.ppo.algo != "ppo" or cfg.env.id != "vlrl/GeneralPoints-v0":
         return None
-    from vlrl.envs.general_points import DEFAULT_MAX_VERIFY
-
     answers = int(cfg.env.kwargs.get("max_verify", DEFAULT_MAX_VERIFY)) + 1
     per_env = max(1, math.ceil(cfg.ppo.buffer_size / cfg.env.num_envs))
     if answers <= per_env:
