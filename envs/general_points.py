@@ -54,6 +54,7 @@ DEFAULT_MAX_VERIFY = 5  # verification steps per hand, the dissertation's defaul
 MIN_CARDS, MAX_CARDS = 2, 6
 SAMPLINGS = ("deck", "at_least_one_face", "with_replacement")
 SUIT_FILTERS = ("all", "black", "red")
+RANDOM_FACE_RULE = "random"  # a fresh general rule each episode: J, Q, K uniform in 1..13
 
 
 def reward_for(outcome: str) -> float:
@@ -92,13 +93,15 @@ class GeneralPointsEnv(gym.Env):
     Terminated on a correct formula; truncated on answer ``max_verify + 1``.
 
     ## Information
-    ``cards`` (rank strings), ``values``, ``solvable``, ``outcome``, ``turn`` (answers so
+    ``cards`` (rank strings), ``values``, ``solvable``, ``face_rule`` (the episode's),
+    ``outcome``, ``turn`` (answers so
     far), ``verifier_message``, ``used_fallback``, ``recognition_correct``, ``formula``
     (as read from the answer), ``success`` (a correct formula, on the last step).
 
     ## Arguments
     ``target`` (24), ``num_cards`` (4; 2 to 6: a smaller hand and target make a problem
-    a small model can learn), ``face_rule`` ("10" or "11-12-13"), ``sampling`` ("deck",
+    a small model can learn), ``face_rule`` ("10", "11-12-13", any "j-q-k" of values
+    1..13 such as "7-2-12", or "random": a fresh "j-q-k" each episode), ``sampling`` ("deck",
     "at_least_one_face", "with_replacement"), ``suits`` ("all", "black", "red"),
     ``max_verify`` (5), ``vision`` (True), ``image_size`` (336), ``render_mode``.
 
@@ -125,8 +128,11 @@ class GeneralPointsEnv(gym.Env):
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if face_rule not in prompts.FACE_RULE_NOTES:
-            raise ValueError(f"face_rule must be '10' or '11-12-13', got {face_rule!r}")
+        if face_rule != RANDOM_FACE_RULE:
+            try:
+                cards.face_values(face_rule)
+            except ValueError as error:
+                raise ValueError(f"{error}, or {RANDOM_FACE_RULE!r}") from None
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if suits not in SUIT_FILTERS:
@@ -143,6 +149,8 @@ class GeneralPointsEnv(gym.Env):
         self.num_cards = int(num_cards)
         self.face_rule = face_rule
         self._check_solvable()
+        # The rule of the current episode (``face_rule`` itself unless it is "random").
+        self.episode_face_rule = "10" if face_rule == RANDOM_FACE_RULE else face_rule
         self.sampling = sampling
         self.suits = suits
         self.max_verify = int(max_verify)
@@ -170,17 +178,21 @@ class GeneralPointsEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if self.face_rule == RANDOM_FACE_RULE:
+            low, high = cards.FACE_VALUE_RANGE
+            drawn = self.np_random.integers(low, high + 1, size=3)
+            self.episode_face_rule = cards.face_rule_name([int(v) for v in drawn])
         hand = cards.sample_hand(
             episode_seed(self.np_random),
             n_cards=self.num_cards,
             sampling=self.sampling,
             suits=self.suits,
-            face_rule=self.face_rule,
+            face_rule=self.episode_face_rule,
             solvable_target=self.target,
         )
         self.cards = [rank for rank, _ in hand]
         self.card_suits = [suit for _, suit in hand]
-        self.values = [cards.card_value(rank, self.face_rule) for rank in self.cards]
+        self.values = [cards.card_value(rank, self.episode_face_rule) for rank in self.cards]
         self.solution = cards.solve(self.values, self.target)
         self.turn = 0
         self._done = False
@@ -245,7 +257,7 @@ class GeneralPointsEnv(gym.Env):
         """v_0^in for the current hand."""
         shown = None if self.vision else self.cards
         return prompts.general_points_prompt(
-            shown, self.target, self.face_rule, cot, n_cards=self.num_cards
+            shown, self.target, self.episode_face_rule, cot, n_cards=self.num_cards
         )
 
     def prompt(self, cot: bool = True) -> str:
@@ -270,7 +282,10 @@ class GeneralPointsEnv(gym.Env):
     def _check_solvable(self) -> None:
         """Refuse a (num_cards, target) pair no hand can reach: the sampler would
         otherwise search 100,000 hands at the first reset and fail there."""
-        high = 10 if self.face_rule == "10" else 13
+        if self.face_rule == RANDOM_FACE_RULE:
+            high = cards.FACE_VALUE_RANGE[1]
+        else:
+            high = max(10, *cards.face_values(self.face_rule))
         solvable, _ = cards.count_solvable(1, high, self.num_cards, self.target)
         if solvable == 0:
             raise ValueError(
@@ -307,4 +322,5 @@ class GeneralPointsEnv(gym.Env):
             "cards": list(self.cards),
             "values": list(self.values),
             "solvable": self.solution is not None,
+            "face_rule": self.episode_face_rule,
         }

@@ -17,10 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-FACE_RULE_NOTES = {
-    "10": "'J', 'Q' and 'K' each count as 10",
-    "11-12-13": "'J', 'Q' and 'K' count as 11, 12 and 13",
-}
+from vlrl import cards
 
 
 def _options(action_names: Sequence[str]) -> str:
@@ -32,10 +29,12 @@ def _answer(fields: dict) -> str:
 
 
 def face_rule_note(face_rule: str) -> str:
-    """The prompt's sentence part that states how face cards count."""
-    if face_rule not in FACE_RULE_NOTES:
-        raise ValueError(f"face_rule must be '10' or '11-12-13', got {face_rule!r}")
-    return FACE_RULE_NOTES[face_rule]
+    """The prompt's sentence part that states how face cards count ("10", "11-12-13" or
+    a general "j-q-k" rule, ``vlrl.cards.face_values``)."""
+    jack, queen, king = cards.face_values(face_rule)
+    if jack == queen == king:
+        return f"'J', 'Q' and 'K' each count as {jack}"
+    return f"'J', 'Q' and 'K' count as {jack}, {queen} and {king}"
 
 
 # --------------------------------------------------------------------------- NumberLine

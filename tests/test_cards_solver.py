@@ -9,6 +9,7 @@ from cards_reference import reference_solvable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vlrl import _core, cards
 from vlrl.cards import (
     BLACK_SUITS,
     RANKS,
@@ -93,6 +94,38 @@ def test_card_values() -> None:
         card_value("K", "12")
     with pytest.raises(ValueError, match="rank"):
         card_value("1", "10")
+
+
+def test_general_face_rules() -> None:
+    assert [card_value(r, "7-2-12") for r in RANKS[9:]] == [10, 7, 2, 12]
+    assert cards.face_values("10") == (10, 10, 10)
+    assert cards.face_values("11-12-13") == (11, 12, 13)
+    # Canonical names: the core's two rules keep their names, whatever spells them.
+    assert cards.face_rule_name([10, 10, 10]) == "10"
+    assert cards.face_rule_name((11, 12, 13)) == "11-12-13"
+    assert cards.face_rule_name([3, 13, 1]) == "3-13-1"
+    for bad in ("", "10-10", "1-2-3-4", "0-1-2", "1-2-14", "a-b-c", "1--2"):
+        with pytest.raises(ValueError, match="three J-Q-K values"):
+            cards.face_values(bad)
+    with pytest.raises(ValueError, match="three values"):
+        cards.face_rule_name([1, 2])
+
+
+def test_general_face_rule_hands_are_solvable_and_reproducible() -> None:
+    for seed in range(100):
+        hand = sample_hand(seed, 3, "at_least_one_face", "all", "2-9-5", solvable_target=12)
+        assert hand == sample_hand(seed, 3, "at_least_one_face", "all", "2-9-5", 12)
+        assert solve([card_value(r, "2-9-5") for r, _ in hand], 12) is not None
+    # The named rules keep the core's own redraws (old runs' hands do not change).
+    for seed in range(50):
+        core = _core.sample_hand(seed, 4, "deck", "all", "11-12-13", 24)
+        assert sample_hand(seed, face_rule="11-12-13", solvable_target=24) == [
+            (RANKS[r], SUITS[s]) for r, s in core
+        ]
+    with pytest.raises(ValueError, match="three J-Q-K values"):
+        sample_hand(0, face_rule="9-9", solvable_target=12)
+    with pytest.raises(ValueError, match="three J-Q-K values"):
+        sample_hand(0, face_rule="9-9")
 
 
 def test_sampling_reproduces_and_pins_the_stream() -> None:

@@ -61,6 +61,8 @@ __all__ = [
     "Verdict",
     "card_value",
     "count_solvable",
+    "face_rule_name",
+    "face_values",
     "sample_hand",
     "solve",
     "verify",
@@ -72,7 +74,9 @@ RANKS: tuple[str, ...] = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J"
 SUITS: tuple[str, ...] = ("spades", "clubs", "hearts", "diamonds")
 BLACK_SUITS: tuple[str, ...] = ("spades", "clubs")
 RED_SUITS: tuple[str, ...] = ("hearts", "diamonds")
-FACE_RULES: tuple[str, ...] = ("10", "11-12-13")
+FACE_RULES: tuple[str, ...] = ("10", "11-12-13")  # the rules the C++ core knows by name
+FACE_VALUE_RANGE = (1, 13)  # a general rule's J/Q/K values lie in this range
+MAX_HAND_DRAWS = 100_000  # as the core's kMaxSolvableAttempts
 GAMES: tuple[str, ...] = ("NumberLine", "EZPoints", "Points24", "Blackjack")
 
 _INT64_MIN = -(2**63)
@@ -208,12 +212,42 @@ def count_solvable(low: int, high: int, n_cards: int, target: int) -> tuple[int,
     )
 
 
+def face_values(face_rule: str) -> tuple[int, int, int]:
+    """The values of J, Q and K under a face rule: "10" (each 10), or a general rule
+    "j-q-k" of three values from 1 to 13 ("11-12-13" is one; "7-2-12" counts J as 7,
+    Q as 2, K as 12). GeneralPoints takes any general rule; the C++ games take the two
+    named ones (``FACE_RULES``)."""
+    if face_rule == "10":
+        return (10, 10, 10)
+    parts = face_rule.split("-") if isinstance(face_rule, str) else []
+    low, high = FACE_VALUE_RANGE
+    if len(parts) != 3 or not all(p.isdigit() and low <= int(p) <= high for p in parts):
+        raise ValueError(
+            f"face_rule must be '10' or three J-Q-K values from {low} to {high} joined by "
+            f"'-' (such as '11-12-13' or '7-2-12'), got {face_rule!r}"
+        )
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def face_rule_name(values: Sequence[int]) -> str:
+    """The face rule whose J, Q, K values are ``values``; the canonical name, so that the
+    two rules the core knows ("10", "11-12-13") are always written that way."""
+    if len(values) != 3:
+        raise ValueError(f"a face rule has three values (J, Q, K), got {list(values)!r}")
+    name = "10" if tuple(values) == (10, 10, 10) else "-".join(str(int(v)) for v in values)
+    face_values(name)  # range check
+    return name
+
+
 def card_value(rank: str, face_rule: str = "10") -> int:
     """Value of a rank ("A".."K"): A = 1, 2..10 as printed, J/Q/K = 10 under face rule
-    "10" or 11/12/13 under "11-12-13"."""
+    "10", 11/12/13 under "11-12-13", and the rule's values under a general "j-q-k"."""
     if rank not in RANKS:
         raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
-    return _core.card_value(RANKS.index(rank), face_rule)
+    if face_rule in FACE_RULES:
+        return _core.card_value(RANKS.index(rank), face_rule)
+    index = RANKS.index(rank)
+    return index + 1 if index < 10 else face_values(face_rule)[index - 10]
 
 
 def sample_hand(
@@ -235,10 +269,31 @@ def sample_hand(
     """
     seed_bits = _seed_bits("seed", seed)
     target = None if solvable_target is None else _check_int64("solvable_target", solvable_target)
-    hand = _core.sample_hand(
-        seed_bits, _check_int64("n_cards", n_cards), sampling, suits, face_rule, target
+    if face_rule in FACE_RULES or target is None:
+        hand = _core.sample_hand(
+            seed_bits,
+            _check_int64("n_cards", n_cards),
+            sampling,
+            suits,
+            face_rule if face_rule in FACE_RULES else "10",
+            target,
+        )
+        if face_rule not in FACE_RULES:
+            face_values(face_rule)  # the same error for a bad rule with or without a target
+        return [(RANKS[rank], SUITS[suit]) for rank, suit in hand]
+    # A general rule: the core draws hands (its rules only tell which are solvable), and
+    # each redraw takes the next seed of a fixed sequence, so the hand stays reproducible.
+    face_values(face_rule)
+    for attempt in range(MAX_HAND_DRAWS):
+        attempt_seed = (seed_bits + attempt * 0x9E3779B97F4A7C15) % _UINT64_MOD
+        hand = sample_hand(attempt_seed, n_cards, sampling, suits, "10", None)
+        values = [card_value(rank, face_rule) for rank, _ in hand]
+        if solve(values, target) is not None:
+            return hand
+    raise RuntimeError(
+        f"no hand of {n_cards} cards reaching {target} under face rule {face_rule!r} "
+        f"in {MAX_HAND_DRAWS} draws"
     )
-    return [(RANKS[rank], SUITS[suit]) for rank, suit in hand]
 
 
 _AUTO_RESET_MODES = {False: "none", True: "next_step"}

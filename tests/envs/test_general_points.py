@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import vlrl.envs  # noqa: F401
 from gymnasium.utils.env_checker import check_env
+from vlrl.envs import prompts
 from vlrl.envs.general_points import GeneralPointsEnv
 
 from vlrl import cards
@@ -24,6 +25,8 @@ VARIANTS = [
     {"num_cards": 3, "target": 12, "vision": False, "sampling": "at_least_one_face"},
     {"num_cards": 2, "target": 12},
     {"num_cards": 6, "target": 24, "image_size": 96},
+    {"face_rule": "7-2-12", "num_cards": 3, "target": 12, "vision": False},
+    {"face_rule": "random", "num_cards": 3, "target": 12, "sampling": "at_least_one_face"},
 ]
 
 
@@ -176,6 +179,44 @@ def test_ood_rule_variant_hands():
     assert "11, 12 and 13" in env.prompt()
 
 
+def test_general_face_rule_counts_faces_as_its_values_and_says_so():
+    env = GeneralPointsEnv(face_rule="7-2-12", num_cards=3, target=12, vision=False)
+    rule = {"J": 7, "Q": 2, "K": 12}
+    seen_faces = set()
+    for seed in range(60):
+        _, info = env.reset(seed=seed)
+        for card, value in zip(info["cards"], info["values"], strict=True):
+            assert value == rule.get(card, cards.RANKS.index(card) + 1)
+            seen_faces.update({card} & set(rule))
+        assert info["face_rule"] == "7-2-12" and cards.solve(info["values"], 12) is not None
+    assert seen_faces == set(rule)
+    assert "'J', 'Q' and 'K' count as 7, 2 and 12" in env.prompt()
+
+
+def test_random_face_rule_draws_a_rule_per_episode_paired_by_seed():
+    env = GeneralPointsEnv(face_rule="random", num_cards=3, target=12, vision=False)
+    twin = GeneralPointsEnv(face_rule="random", num_cards=3, target=12, vision=False)
+    rules = set()
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        _, twin_info = twin.reset(seed=seed)
+        assert (info["face_rule"], info["cards"]) == (twin_info["face_rule"], twin_info["cards"])
+        values = cards.face_values(info["face_rule"])
+        assert all(1 <= v <= 13 for v in values)
+        assert info["values"] == [cards.card_value(c, info["face_rule"]) for c in info["cards"]]
+        assert prompts.face_rule_note(info["face_rule"]) in env.prompt()
+        rules.add(info["face_rule"])
+        _, reward, terminated, _, _ = env.step(env.expert_response(cot=False))
+        assert (reward, terminated) == (5.0, True)
+    assert len(rules) > 30  # 13**3 rules: forty episodes almost never repeat one
+
+
+def test_named_face_rules_keep_their_prompt_text():
+    assert prompts.face_rule_note("10") == "'J', 'Q' and 'K' each count as 10"
+    assert prompts.face_rule_note("11-12-13") == "'J', 'Q' and 'K' count as 11, 12 and 13"
+    assert prompts.face_rule_note("5-5-5") == "'J', 'Q' and 'K' each count as 5"
+
+
 def test_deck_sampling_never_repeats_a_card():
     env = GeneralPointsEnv()
     for seed in range(100):
@@ -275,6 +316,10 @@ def test_num_cards_images_are_one_row_and_differ_by_hand():
         ({"num_cards": 3.0}, "integer"),
         ({"num_cards": True}, "integer"),
         ({"num_cards": 2, "target": 500}, "no hand of 2 cards reaches target 500"),
+        ({"face_rule": "11-12"}, "three J-Q-K values from 1 to 13 .*'random'"),
+        ({"face_rule": "0-5-5"}, "three J-Q-K values"),
+        ({"face_rule": "14-1-1"}, "three J-Q-K values"),
+        ({"face_rule": "randomly"}, "three J-Q-K values"),
     ],
 )
 def test_num_cards_refuses_bad_sizes_with_a_clear_error(kwargs, message):
