@@ -94,16 +94,17 @@ class GeneralPointsEnv(gym.Env):
 
     ## Information
     ``cards`` (rank strings), ``values``, ``solvable``, ``face_rule`` (the episode's),
-    ``outcome``, ``turn`` (answers so
-    far), ``verifier_message``, ``used_fallback``, ``recognition_correct``, ``formula``
-    (as read from the answer), ``success`` (a correct formula, on the last step).
+    ``outcome``, ``turn`` (answers so far), ``verifier_message``, ``used_fallback``,
+    ``recognition_correct``, ``formula`` (as read from the answer), ``success`` (a
+    correct formula, on the last step).
 
     ## Arguments
     ``target`` (24), ``num_cards`` (4; 2 to 6: a smaller hand and target make a problem
     a small model can learn), ``face_rule`` ("10", "11-12-13", any "j-q-k" of values
-    1..13 such as "7-2-12", or "random": a fresh "j-q-k" each episode), ``sampling`` ("deck",
-    "at_least_one_face", "with_replacement"), ``suits`` ("all", "black", "red"),
-    ``max_verify`` (5), ``vision`` (True), ``image_size`` (336), ``render_mode``.
+    1..13 such as "7-2-12", or "random": a fresh "j-q-k" each episode, stated in the
+    prompt), ``sampling`` ("deck", "at_least_one_face", "with_replacement"), ``suits``
+    ("all", "black", "red"), ``max_verify`` (5), ``vision`` (True), ``image_size`` (336),
+    ``render_mode``.
 
     ## Version History
     v0: first version.
