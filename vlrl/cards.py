@@ -269,21 +269,17 @@ def sample_hand(
     """
     seed_bits = _seed_bits("seed", seed)
     target = None if solvable_target is None else _check_int64("solvable_target", solvable_target)
-    if face_rule in FACE_RULES or target is None:
+    named = face_rule in FACE_RULES
+    if not named:
+        face_values(face_rule)  # a bad rule fails here, with a target or without
+    if named or target is None:
+        core_rule = face_rule if named else "10"  # without a target the rule decides nothing
         hand = _core.sample_hand(
-            seed_bits,
-            _check_int64("n_cards", n_cards),
-            sampling,
-            suits,
-            face_rule if face_rule in FACE_RULES else "10",
-            target,
+            seed_bits, _check_int64("n_cards", n_cards), sampling, suits, core_rule, target
         )
-        if face_rule not in FACE_RULES:
-            face_values(face_rule)  # the same error for a bad rule with or without a target
         return [(RANKS[rank], SUITS[suit]) for rank, suit in hand]
     # A general rule: the core draws hands (its rules only tell which are solvable), and
     # each redraw takes the next seed of a fixed sequence, so the hand stays reproducible.
-    face_values(face_rule)
     for attempt in range(MAX_HAND_DRAWS):
         attempt_seed = (seed_bits + attempt * 0x9E3779B97F4A7C15) % _UINT64_MOD
         hand = sample_hand(attempt_seed, n_cards, sampling, suits, "10", None)
