@@ -246,8 +246,12 @@ def card_value(rank: str, face_rule: str = "10") -> int:
         raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
     if face_rule in FACE_RULES:
         return _core.card_value(RANKS.index(rank), face_rule)
-    index = RANKS.index(rank)
-    return index + 1 if index < 10 else face_values(face_rule)[index - 10]
+    return _general_value(RANKS.index(rank), face_values(face_rule))
+
+
+def _general_value(rank_index: int, faces: tuple[int, int, int]) -> int:
+    """A rank's value (by index into ``RANKS``) when J, Q and K are worth ``faces``."""
+    return rank_index + 1 if rank_index < 10 else faces[rank_index - 10]
 
 
 def sample_hand(
@@ -270,8 +274,7 @@ def sample_hand(
     seed_bits = _seed_bits("seed", seed)
     target = None if solvable_target is None else _check_int64("solvable_target", solvable_target)
     named = face_rule in FACE_RULES
-    if not named:
-        face_values(face_rule)  # a bad rule fails here, with a target or without
+    faces = face_values(face_rule)  # a bad rule fails here; parsed once for the redraws
     if named or target is None:
         core_rule = face_rule if named else "10"  # without a target the rule decides nothing
         hand = _core.sample_hand(
@@ -283,7 +286,7 @@ def sample_hand(
     for attempt in range(MAX_HAND_DRAWS):
         attempt_seed = (seed_bits + attempt * 0x9E3779B97F4A7C15) % _UINT64_MOD
         hand = sample_hand(attempt_seed, n_cards, sampling, suits, "10", None)
-        values = [card_value(rank, face_rule) for rank, _ in hand]
+        values = [_general_value(RANKS.index(rank), faces) for rank, _ in hand]
         if solve(values, target) is not None:
             return hand
     raise RuntimeError(
